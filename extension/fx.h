@@ -1,0 +1,29 @@
+/*
+ * fx.h: declarations shared by the files of the fx extension.
+ */
+#ifndef FX_EXT_H
+#define FX_EXT_H
+
+#include "postgres.h"
+#include "fmgr.h"
+#include "utils/jsonb.h"
+
+/* GUCs, defined in fx.c */
+extern int	fx_max_payload_size;	/* bytes of args JSON */
+extern int	fx_max_bundle_size;		/* bytes of a code bundle */
+extern char *fx_loopback_conninfo;	/* how fx_call reaches this server */
+extern bool fx_sync_waiter;			/* internal: set on fx_call's own session */
+
+/* A resolved function version (fx_invoke.c). */
+typedef struct FxTarget
+{
+	char	   *fn;					/* function name, without qualifier */
+	int			version;
+	int			retries;
+	int			timeout_ms;
+} FxTarget;
+
+extern void fx_resolve(const char *ref, FxTarget *target);
+extern void fx_check_payload(Jsonb *args, const char *what);
+
+#endif							/* FX_EXT_H */

@@ -1,0 +1,288 @@
+/*
+ * fx_invoke.c: transactional enqueue.
+ *
+ * fx_invoke() is one INSERT into fx.invocation plus a NOTIFY on fx_wake.
+ * Both take effect when the caller commits and vanish if it rolls back;
+ * NOTIFYs with the same channel and payload are folded by PostgreSQL, so an
+ * enqueue of 20,000 rows in one statement wakes the workers once.
+ */
+#include "postgres.h"
+
+#include <ctype.h>
+
+#include "catalog/pg_type.h"
+#include "commands/async.h"
+#include "common/pg_prng.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/timestamp.h"
+
+#include "fx.h"
+
+PG_FUNCTION_INFO_V1(fx_invoke);
+
+static SPIPlanPtr by_version_plan = NULL;
+static SPIPlanPtr by_alias_plan = NULL;
+static SPIPlanPtr exists_plan = NULL;
+static SPIPlanPtr insert_plan = NULL;
+static SPIPlanPtr idem_plan = NULL;
+
+static SPIPlanPtr
+keep_plan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *types)
+{
+	if (*slot == NULL)
+	{
+		SPIPlanPtr	plan = SPI_prepare(sql, nargs, types);
+
+		if (plan == NULL)
+			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		SPI_keepplan(plan);
+		*slot = plan;
+	}
+	return *slot;
+}
+
+static bool
+is_all_digits(const char *s)
+{
+	if (*s == '\0')
+		return false;
+	for (; *s; s++)
+		if (!isdigit((unsigned char) *s))
+			return false;
+	return true;
+}
+
+static int
+get_int(int row, int col)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(SPI_tuptable->vals[row],
+								  SPI_tuptable->tupdesc, col, &isnull);
+
+	return isnull ? 0 : DatumGetInt32(d);
+}
+
+/*
+ * Resolve "name", "name:7" or "name:alias" to a version.  The bare name
+ * means the alias "live", which every deploy moves to the new version.
+ * Must be called inside SPI_connect().
+ */
+void
+fx_resolve(const char *ref, FxTarget *target)
+{
+	char	   *fn = pstrdup(ref);
+	char	   *qual = strchr(fn, ':');
+	Oid			types[2] = {TEXTOID, INT4OID};
+	Datum		values[2];
+	int			ret;
+
+	if (qual)
+		*qual++ = '\0';
+	if (*fn == '\0' || (qual && *qual == '\0'))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid function reference \"%s\"", ref),
+				 errhint("Use \"name\", \"name:version\" or \"name:alias\".")));
+
+	values[0] = CStringGetTextDatum(fn);
+	if (qual && is_all_digits(qual))
+	{
+		values[1] = Int32GetDatum(pg_strtoint32(qual));
+		ret = SPI_execute_plan(keep_plan(&by_version_plan,
+										 "SELECT version, retries, timeout_ms FROM fx.version"
+										 " WHERE fn = $1 AND version = $2",
+										 2, types),
+							   values, NULL, true, 1);
+	}
+	else
+	{
+		types[1] = TEXTOID;
+		values[1] = CStringGetTextDatum(qual ? qual : "live");
+		ret = SPI_execute_plan(keep_plan(&by_alias_plan,
+										 "SELECT v.version, v.retries, v.timeout_ms"
+										 " FROM fx.alias a JOIN fx.version v"
+										 " ON v.fn = a.fn AND v.version = a.version"
+										 " WHERE a.fn = $1 AND a.alias = $2",
+										 2, types),
+							   values, NULL, true, 1);
+	}
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "resolving function failed: %s", SPI_result_code_string(ret));
+
+	if (SPI_processed == 0)
+	{
+		ret = SPI_execute_plan(keep_plan(&exists_plan,
+										 "SELECT 1 FROM fx.function WHERE name = $1",
+										 1, types),
+							   values, NULL, true, 1);
+		if (ret != SPI_OK_SELECT || SPI_processed == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_OBJECT),
+					 errmsg("function \"%s\" is not deployed", fn),
+					 errhint("Deploy it with fx_deploy() or \"fx deploy %s DIR\".", fn)));
+		if (qual && is_all_digits(qual))
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_OBJECT),
+					 errmsg("function \"%s\" has no version %s", fn, qual),
+					 errhint("SELECT * FROM fx.version_list WHERE fn = '%s' lists its versions.", fn)));
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("function \"%s\" has no alias \"%s\"", fn, qual ? qual : "live"),
+				 errhint("Point one at a version with fx_alias().")));
+	}
+
+	target->fn = fn;
+	target->version = get_int(0, 1);
+	target->retries = get_int(0, 2);
+	target->timeout_ms = get_int(0, 3);
+}
+
+void
+fx_check_payload(Jsonb *args, const char *what)
+{
+	Size		size = VARSIZE(args);
+
+	if (size > (Size) fx_max_payload_size)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("%s of %zu bytes exceed the limit of %d bytes", what, size,
+						fx_max_payload_size),
+				 errdetail("The limit is set by fx.max_payload_size."),
+				 errhint("Pass large data by reference, e.g. the key of a row.")));
+}
+
+static int
+choose_bucket(const char *fn, text *key)
+{
+	if (key == NULL)
+		return (int) (pg_prng_uint32(&pg_global_prng_state) & 4095);
+	return (int) (DatumGetUInt64(DirectFunctionCall2(hashtextextended,
+													 PointerGetDatum(cstring_to_text(psprintf("%s/%s", fn, text_to_cstring(key)))),
+													 Int64GetDatum(0))) & 4095);
+}
+
+static int64
+insert_invocation(FxTarget *t, int bucket, Jsonb *args, Datum *opt, bool *optnull,
+				  int32 priority)
+{
+	Oid			types[10] = {INT4OID, TEXTOID, INT4OID, TEXTOID, TEXTOID, TEXTOID,
+	JSONBOID, INT4OID, INTERVALOID, INT4OID};
+	Datum		values[10];
+	char		nulls[10];
+	bool		isnull;
+	int			ret;
+
+	memset(nulls, ' ', sizeof(nulls));
+	values[0] = Int32GetDatum(bucket);
+	values[1] = CStringGetTextDatum(t->fn);
+	values[2] = Int32GetDatum(t->version);
+	values[3] = opt[0];			/* key */
+	nulls[3] = optnull[0] ? 'n' : ' ';
+	values[4] = opt[1];			/* queue */
+	nulls[4] = optnull[1] ? 'n' : ' ';
+	values[5] = opt[2];			/* idempotency key */
+	nulls[5] = optnull[2] ? 'n' : ' ';
+	values[6] = JsonbPGetDatum(args);
+	values[7] = Int32GetDatum(priority);
+	values[8] = opt[3];			/* delay */
+	nulls[8] = optnull[3] ? 'n' : ' ';
+	values[9] = Int32GetDatum(fx_sync_waiter ? 1 : t->retries + 1);
+
+	ret = SPI_execute_plan(keep_plan(&insert_plan,
+									 "INSERT INTO fx.invocation (bucket, fn, version, key, queue,"
+									 " idempotency_key, args, priority, not_before, max_attempts, waiter)"
+									 " VALUES ($1, $2, $3, $4, $5, $6, $7, $8,"
+									 " now() + coalesce($9, interval '0'), $10,"
+									 " CASE WHEN current_setting('fx.sync_waiter')::bool"
+									 " THEN pg_backend_pid() END)"
+									 " ON CONFLICT (fn, idempotency_key)"
+									 " WHERE idempotency_key IS NOT NULL DO NOTHING"
+									 " RETURNING id",
+									 10, types),
+						   values, nulls, false, 1);
+	if (ret != SPI_OK_INSERT_RETURNING)
+		elog(ERROR, "enqueue failed: %s", SPI_result_code_string(ret));
+	if (SPI_processed == 1)
+	{
+		Async_Notify("fx_wake", NULL);
+		return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+										   SPI_tuptable->tupdesc, 1, &isnull));
+	}
+
+	/* The idempotency key was used before: return that invocation. */
+	ret = SPI_execute_plan(keep_plan(&idem_plan,
+									 "SELECT id FROM fx.invocation"
+									 " WHERE fn = $2 AND idempotency_key = $6",
+									 10, types),
+						   values, nulls, false, 1);
+	if (ret != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "invocation with idempotency key vanished");
+	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+									   SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+/*
+ * fx_invoke(fn, args, key, delay, idempotency_key, queue, priority) -> id
+ */
+Datum
+fx_invoke(PG_FUNCTION_ARGS)
+{
+	char	   *ref;
+	Jsonb	   *args;
+	Datum		opt[4];
+	bool		optnull[4];
+	int32		priority;
+	FxTarget	target;
+	int64		id;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("function name must not be null")));
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("args must not be null"),
+				 errhint("Pass '{}' or 'null'::jsonb for no arguments.")));
+	ref = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	args = PG_GETARG_JSONB_P(1);
+	fx_check_payload(args, "args");
+
+	optnull[0] = PG_ARGISNULL(2);	/* key */
+	opt[0] = optnull[0] ? (Datum) 0 : PG_GETARG_DATUM(2);
+	optnull[3] = PG_ARGISNULL(3);	/* delay */
+	opt[3] = optnull[3] ? (Datum) 0 : PG_GETARG_DATUM(3);
+	optnull[2] = PG_ARGISNULL(4);	/* idempotency key */
+	opt[2] = optnull[2] ? (Datum) 0 : PG_GETARG_DATUM(4);
+	optnull[1] = PG_ARGISNULL(5);	/* queue */
+	opt[1] = optnull[1] ? (Datum) 0 : PG_GETARG_DATUM(5);
+	priority = PG_ARGISNULL(6) ? 0 : PG_GETARG_INT32(6);
+
+	if (!optnull[3])
+	{
+		Interval   *delay = PG_GETARG_INTERVAL_P(3);
+
+		if (delay->time < 0 || delay->day < 0 || delay->month < 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("delay must not be negative")));
+	}
+	if (!optnull[2] && VARSIZE_ANY_EXHDR(PG_GETARG_TEXT_PP(4)) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("idempotency key must not be empty")));
+
+	SPI_connect();
+	fx_resolve(ref, &target);
+	id = insert_invocation(&target,
+						   choose_bucket(target.fn,
+										 optnull[0] ? NULL : PG_GETARG_TEXT_PP(2)),
+						   args, opt, optnull, priority);
+	SPI_finish();
+
+	PG_RETURN_INT64(id);
+}

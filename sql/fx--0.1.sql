@@ -1,0 +1,450 @@
+/*
+ * fx 0.1: serverless functions inside PostgreSQL.
+ *
+ * Vocabulary (also in README.md):
+ *   function    a named program; each deploy makes an immutable version
+ *   invocation  one request to run a function version with JSON args
+ *   attempt     one claimed execution of an invocation by a worker
+ *   lease       a worker's claim on an invocation: owner, epoch, backend pid
+ *
+ * Invariants:
+ *   - An invocation exists if and only if the transaction that enqueued it
+ *     committed (fx_invoke is a plain INSERT; the wake-up NOTIFY is
+ *     delivered at commit).
+ *   - Every completion, failure or release of a running invocation is
+ *     fenced by (lease_owner, lease_epoch): a worker whose lease was taken
+ *     over changes nothing.
+ *   - Every invocation row carries bucket, a shard key in 0..4095 derived
+ *     from (fn, key) by fx.bucket(); unkeyed invocations get a random one.
+ *
+ * Tables live in schema fx; the user functions fx_* live in the schema the
+ * extension is created in (public by default) so that they are callable
+ * unqualified.
+ */
+\echo Use "CREATE EXTENSION fx" to load this file. \quit
+
+CREATE SCHEMA fx;
+
+/* Status values; mirrored by fx_status_names[] in include/fx/fx_common.h. */
+CREATE TYPE fx.status AS ENUM (
+	'queued',		/* waiting to be claimed (maybe not before not_before) */
+	'running',		/* claimed by a worker under a lease */
+	'succeeded',	/* finished with a result */
+	'failed',		/* failed, and its policy allowed no retry */
+	'dead',			/* failed on its last allowed attempt */
+	'cancelled'		/* cancelled by fx_cancel before it finished */
+);
+
+CREATE TABLE fx.function (
+	name		text PRIMARY KEY,
+	owner		name NOT NULL DEFAULT current_user,
+	created_at	timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE fx.version (
+	fn			text NOT NULL REFERENCES fx.function (name) ON DELETE CASCADE,
+	version		int NOT NULL,
+	bundle		bytea NOT NULL,			/* a tar archive, unpacked at /fn */
+	hash		text NOT NULL,			/* sha256 of bundle, hex */
+	command		text[] NOT NULL,		/* argv, run in the bundle directory */
+	mode		text NOT NULL CHECK (mode IN ('simple', 'session')),
+	memory_mb	int NOT NULL CHECK (memory_mb > 0),
+	timeout_ms	int NOT NULL CHECK (timeout_ms > 0),
+	retries		int NOT NULL CHECK (retries >= 0),
+	options		jsonb NOT NULL,			/* every option, normalised */
+	created_at	timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (fn, version)
+);
+
+CREATE TABLE fx.alias (
+	fn			text NOT NULL,
+	alias		text NOT NULL CHECK (alias ~ '^[a-z][a-z0-9_-]*$'),
+	version		int NOT NULL,
+	PRIMARY KEY (fn, alias),
+	FOREIGN KEY (fn, version) REFERENCES fx.version (fn, version) ON DELETE CASCADE
+);
+
+CREATE TABLE fx.invocation (
+	id				bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	bucket			int NOT NULL CHECK (bucket BETWEEN 0 AND 4095),
+	fn				text NOT NULL,
+	version			int NOT NULL,
+	key				text,
+	queue			text,
+	idempotency_key	text,
+	args			jsonb NOT NULL,
+	status			fx.status NOT NULL DEFAULT 'queued',
+	priority		int NOT NULL DEFAULT 0,
+	not_before		timestamptz NOT NULL DEFAULT now(),
+	attempts		int NOT NULL DEFAULT 0,	/* claims so far */
+	max_attempts	int NOT NULL CHECK (max_attempts >= 1),
+	lost			int NOT NULL DEFAULT 0,	/* attempts lost with their worker */
+	lease_owner		text,
+	lease_epoch		int NOT NULL DEFAULT 0,
+	lease_pid		int,
+	lease_expiry	timestamptz,
+	waiter			int,			/* backend pid of a waiting fx_call */
+	result			jsonb,
+	error			text,
+	error_detail	text,
+	worker			text,
+	created_at		timestamptz NOT NULL DEFAULT now(),
+	started_at		timestamptz,
+	finished_at		timestamptz,
+	wall_ms			double precision,
+	cpu_ms			double precision,
+	max_rss_kb		bigint,
+	FOREIGN KEY (fn, version) REFERENCES fx.version (fn, version)
+);
+
+/* The hot path: only queued rows are indexed for claiming. */
+CREATE INDEX invocation_ready ON fx.invocation (priority DESC, id)
+	WHERE status = 'queued';
+CREATE INDEX invocation_delayed ON fx.invocation (not_before)
+	WHERE status = 'queued';
+CREATE INDEX invocation_running ON fx.invocation (lease_owner)
+	WHERE status = 'running';
+CREATE UNIQUE INDEX invocation_idempotency ON fx.invocation (fn, idempotency_key)
+	WHERE idempotency_key IS NOT NULL;
+CREATE INDEX invocation_fn ON fx.invocation (fn, id);
+
+CREATE TABLE fx.log (
+	invocation_id	bigint NOT NULL,
+	attempt			int NOT NULL,
+	seq				int NOT NULL,
+	stream			text NOT NULL CHECK (stream IN ('stdout', 'stderr', 'fx')),
+	at				timestamptz NOT NULL,
+	line			text NOT NULL,
+	PRIMARY KEY (invocation_id, attempt, seq)
+);
+
+/*
+ * The shard bucket of (fn, key): fixed forever, since data placement on a
+ * distributed PostgreSQL depends on it.
+ */
+CREATE FUNCTION fx.bucket(fn text, key text) RETURNS int
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+AS $$
+	SELECT (hashtextextended(fn || '/' || key, 0) & 4095)::int
+$$;
+
+/* ---------------------------------------------------------------------
+ * User functions implemented in C (see extension/)
+ * --------------------------------------------------------------------- */
+
+CREATE FUNCTION fx_deploy(name text, bundle bytea, command text[] DEFAULT NULL,
+						  options jsonb DEFAULT '{}')
+RETURNS int
+AS 'MODULE_PATHNAME', 'fx_deploy_bundle'
+LANGUAGE C VOLATILE;
+
+CREATE FUNCTION fx_deploy(name text, source text, command text[] DEFAULT NULL,
+						  options jsonb DEFAULT '{}')
+RETURNS int
+AS 'MODULE_PATHNAME', 'fx_deploy_source'
+LANGUAGE C VOLATILE;
+
+CREATE FUNCTION fx_invoke(fn text, args jsonb DEFAULT '{}', key text DEFAULT NULL,
+						  delay interval DEFAULT NULL,
+						  idempotency_key text DEFAULT NULL,
+						  queue text DEFAULT NULL, priority int DEFAULT 0)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'fx_invoke'
+LANGUAGE C VOLATILE;
+
+CREATE FUNCTION fx_call(fn text, args jsonb DEFAULT '{}',
+						timeout interval DEFAULT '30s', key text DEFAULT NULL)
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'fx_call'
+LANGUAGE C VOLATILE;
+
+CREATE FUNCTION fx_result(id bigint, wait interval DEFAULT '0')
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'fx_result'
+LANGUAGE C VOLATILE STRICT;
+
+/* ---------------------------------------------------------------------
+ * User functions implemented in SQL
+ * --------------------------------------------------------------------- */
+
+CREATE FUNCTION fx_status(id bigint) RETURNS text
+LANGUAGE plpgsql STABLE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	s fx.status;
+BEGIN
+	SELECT i.status INTO s FROM fx.invocation i WHERE i.id = fx_status.id;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'invocation % does not exist', id
+			USING ERRCODE = 'undefined_object';
+	END IF;
+	RETURN s::text;
+END
+$$;
+
+CREATE FUNCTION fx_cancel(id bigint) RETURNS boolean
+LANGUAGE plpgsql VOLATILE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	s fx.status;
+	w int;
+BEGIN
+	SELECT i.status, i.waiter INTO s, w FROM fx.invocation i
+	 WHERE i.id = fx_cancel.id FOR UPDATE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'invocation % does not exist', id
+			USING ERRCODE = 'undefined_object';
+	END IF;
+	IF s NOT IN ('queued', 'running') THEN
+		RETURN false;
+	END IF;
+	UPDATE fx.invocation i
+	   SET status = 'cancelled', finished_at = now(),
+		   error = 'cancelled', lease_owner = NULL, lease_pid = NULL
+	 WHERE i.id = fx_cancel.id;
+	IF s = 'running' THEN
+		/* The worker running it kills the attempt when this commits. */
+		PERFORM pg_notify('fx_cancel', id::text);
+	END IF;
+	IF w IS NOT NULL THEN
+		PERFORM pg_notify('fx_done_' || w, id::text);
+	END IF;
+	RETURN true;
+END
+$$;
+
+CREATE FUNCTION fx_logs(id bigint)
+RETURNS TABLE (attempt int, at timestamptz, stream text, line text)
+LANGUAGE plpgsql STABLE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF NOT EXISTS (SELECT 1 FROM fx.invocation i WHERE i.id = fx_logs.id) THEN
+		RAISE EXCEPTION 'invocation % does not exist', id
+			USING ERRCODE = 'undefined_object';
+	END IF;
+	RETURN QUERY
+		SELECT l.attempt, l.at, l.stream, l.line FROM fx.log l
+		 WHERE l.invocation_id = fx_logs.id
+		 ORDER BY l.attempt, l.seq;
+END
+$$;
+
+CREATE FUNCTION fx_alias(fn text, alias text, version int) RETURNS void
+LANGUAGE plpgsql VOLATILE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF NOT EXISTS (SELECT 1 FROM fx.version v
+				   WHERE v.fn = fx_alias.fn AND v.version = fx_alias.version) THEN
+		RAISE EXCEPTION 'function "%" has no version %', fn, version
+			USING ERRCODE = 'undefined_object',
+				  HINT = 'List versions with: SELECT * FROM fx.version_list WHERE fn = ''' || fn || '''.';
+	END IF;
+	INSERT INTO fx.alias AS a VALUES (fn, alias, version)
+		ON CONFLICT (fn, alias) DO UPDATE SET version = EXCLUDED.version;
+END
+$$;
+
+CREATE VIEW fx.version_list AS
+	SELECT v.fn, v.version, v.hash, v.command, v.mode, v.memory_mb,
+		   v.timeout_ms, v.retries, length(v.bundle) AS bundle_bytes,
+		   array(SELECT a.alias FROM fx.alias a
+				  WHERE a.fn = v.fn AND a.version = v.version ORDER BY 1) AS aliases,
+		   v.created_at
+	  FROM fx.version v;
+
+/* ---------------------------------------------------------------------
+ * Worker interface: claim, finish, reap, release.  Only workers call these.
+ * --------------------------------------------------------------------- */
+
+/*
+ * Claim up to n runnable invocations for owner.  The caller's session must
+ * have application_name = owner: fx.reap() treats a lease whose backend is
+ * gone (or no longer carries that name) as lost with its worker.
+ */
+CREATE FUNCTION fx.claim(owner text, n int, lease_slack interval DEFAULT '30s')
+RETURNS TABLE (id bigint, epoch int, fn text, version int, args jsonb,
+			   key text, attempt int, idempotency_key text, hash text,
+			   command text[], mode text, memory_mb int, timeout_ms int,
+			   options jsonb)
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	WITH picked AS (
+		SELECT q.id FROM fx.invocation q
+		 WHERE q.status = 'queued' AND q.not_before <= now()
+		 ORDER BY q.priority DESC, q.id
+		 LIMIT n
+		 FOR UPDATE SKIP LOCKED
+	), claimed AS (
+		UPDATE fx.invocation i
+		   SET status = 'running', attempts = i.attempts + 1,
+			   lease_owner = owner, lease_epoch = i.lease_epoch + 1,
+			   lease_pid = pg_backend_pid(), worker = owner,
+			   started_at = now(), error = NULL, error_detail = NULL,
+			   lease_expiry = now() + lease_slack + (SELECT v.timeout_ms * interval '1 ms'
+														FROM fx.version v
+													   WHERE v.fn = i.fn AND v.version = i.version)
+		  FROM picked
+		 WHERE i.id = picked.id
+		RETURNING i.*
+	)
+	SELECT c.id, c.lease_epoch, c.fn, c.version, c.args, c.key, c.attempts,
+		   coalesce(c.idempotency_key, 'fx-' || c.id), v.hash, v.command,
+		   v.mode, v.memory_mb, v.timeout_ms, v.options
+	  FROM claimed c JOIN fx.version v ON v.fn = c.fn AND v.version = c.version
+	 ORDER BY c.priority DESC, c.id
+$$;
+
+/* The code bundle of a version, fetched by a worker that has not cached it. */
+CREATE FUNCTION fx.bundle(fn text, version int) RETURNS bytea
+LANGUAGE sql STABLE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT v.bundle FROM fx.version v WHERE v.fn = $1 AND v.version = $2
+$$;
+
+/*
+ * Finish attempts, fenced by (owner, epoch).  items is a JSON array of
+ *   {"id", "epoch", "ok": bool, "result", "error", "detail",
+ *    "retryable": bool, "wall_ms", "cpu_ms", "max_rss_kb",
+ *    "logs": [[at_epoch_ms, stream, line], ...]}
+ * A failed attempt is retried with exponential backoff while attempts
+ * remain (lost attempts do not count), else it ends 'dead' ('failed' when
+ * the policy allowed no retry at all).  Returns the ids that were accepted;
+ * an item whose lease moved on is ignored, and so are its logs.
+ */
+CREATE FUNCTION fx.finish(owner text, items jsonb, backoff_ms int DEFAULT 1000)
+RETURNS SETOF bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	r record;
+BEGIN
+	FOR r IN
+		WITH it AS (
+			SELECT * FROM jsonb_to_recordset(items) AS x(
+				id bigint, epoch int, ok boolean, result jsonb, error text,
+				detail text, retryable boolean, wall_ms double precision,
+				cpu_ms double precision, max_rss_kb bigint, logs jsonb)
+		), done AS (
+			UPDATE fx.invocation i
+			   SET status = CASE
+						WHEN it.ok THEN 'succeeded'::fx.status
+						WHEN coalesce(it.retryable, true)
+							 AND i.attempts - i.lost < i.max_attempts THEN 'queued'
+						WHEN i.max_attempts = 1 THEN 'failed'
+						ELSE 'dead' END,
+				   result = CASE WHEN it.ok THEN it.result END,
+				   error = it.error, error_detail = it.detail,
+				   not_before = CASE
+						WHEN it.ok THEN i.not_before
+						ELSE now() + least(backoff_ms * (2.0 ^ (i.attempts - i.lost - 1)), 3600000)
+									 * interval '1 ms' END,
+				   finished_at = now(),
+				   wall_ms = it.wall_ms, cpu_ms = it.cpu_ms,
+				   max_rss_kb = it.max_rss_kb,
+				   lease_owner = NULL, lease_pid = NULL, lease_expiry = NULL
+			  FROM it
+			 WHERE i.id = it.id AND i.lease_owner = owner
+			   AND i.lease_epoch = it.epoch AND i.status = 'running'
+			RETURNING i.id, i.attempts, i.status, i.waiter, it.logs
+		)
+		SELECT * FROM done
+	LOOP
+		IF r.logs IS NOT NULL AND jsonb_array_length(r.logs) > 0 THEN
+			INSERT INTO fx.log (invocation_id, attempt, seq, stream, at, line)
+			SELECT r.id, r.attempts, l.ord::int, l.e->>1,
+				   to_timestamp((l.e->>0)::double precision / 1000), l.e->>2
+			  FROM jsonb_array_elements(r.logs) WITH ORDINALITY AS l(e, ord);
+		END IF;
+		IF r.waiter IS NOT NULL AND r.status <> 'queued' THEN
+			PERFORM pg_notify('fx_done_' || r.waiter, r.id::text);
+		END IF;
+		RETURN NEXT r.id;
+	END LOOP;
+END
+$$;
+
+/*
+ * Give back claimed invocations (a draining worker, or one whose process
+ * could not start): fenced like fx.finish, the attempt does not count.
+ */
+CREATE FUNCTION fx.release(owner text, ids bigint[], epochs int[])
+RETURNS int
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	WITH it AS (SELECT * FROM unnest(ids, epochs) AS x(id, epoch)),
+	rel AS (
+		UPDATE fx.invocation i
+		   SET status = 'queued', attempts = i.attempts - 1,
+			   lease_owner = NULL, lease_pid = NULL, lease_expiry = NULL
+		  FROM it
+		 WHERE i.id = it.id AND i.lease_owner = owner
+		   AND i.lease_epoch = it.epoch AND i.status = 'running'
+		RETURNING 1
+	)
+	SELECT count(*)::int FROM rel
+$$;
+
+/*
+ * A reconnected worker takes back the leases it still holds, so that
+ * fx.reap() does not count its new backend as a lost worker.
+ */
+CREATE FUNCTION fx.adopt(owner text) RETURNS int
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	WITH a AS (
+		UPDATE fx.invocation i SET lease_pid = pg_backend_pid()
+		 WHERE i.status = 'running' AND i.lease_owner = owner
+		RETURNING 1
+	)
+	SELECT count(*)::int FROM a
+$$;
+
+/*
+ * Requeue invocations whose worker is gone: its backend has exited (a
+ * worker killed with SIGKILL loses its session at once) or the lease
+ * expired.  Three lost attempts make the invocation dead.  Workers call
+ * this on their slow tick; it is cheap when nothing is lost.
+ */
+CREATE FUNCTION fx.reap() RETURNS int
+LANGUAGE sql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+	WITH lost AS (
+		SELECT i.id FROM fx.invocation i
+		 WHERE i.status = 'running'
+		   AND (i.lease_expiry < now()
+				OR NOT EXISTS (SELECT 1 FROM pg_stat_get_activity(i.lease_pid) a
+							   WHERE a.application_name = i.lease_owner))
+		 FOR UPDATE SKIP LOCKED
+	), moved AS (
+		UPDATE fx.invocation i
+		   SET status = CASE WHEN i.lost >= 2 THEN 'dead'::fx.status ELSE 'queued' END,
+			   lost = i.lost + 1,
+			   error = 'worker lost during attempt ' || i.attempts,
+			   finished_at = CASE WHEN i.lost >= 2 THEN now() END,
+			   lease_owner = NULL, lease_pid = NULL, lease_expiry = NULL
+		  FROM lost WHERE i.id = lost.id
+		RETURNING i.id, i.status, i.waiter
+	)
+	SELECT count(*)::int FROM (
+		SELECT CASE WHEN m.status = 'dead' AND m.waiter IS NOT NULL
+					THEN pg_notify('fx_done_' || m.waiter, m.id::text) END
+		  FROM moved m) s
+$$;
+
+/* When the earliest delayed invocation becomes runnable (NULL: none). */
+CREATE FUNCTION fx.next_due() RETURNS timestamptz
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT min(q.not_before) FROM fx.invocation q WHERE q.status = 'queued'
+$$;
