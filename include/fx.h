@@ -1,0 +1,559 @@
+/*-------------------------------------------------------------------------
+ *
+ * fx.h
+ *		C SDK for fx functions: one header, no library to link but cJSON.
+ *
+ * A function is a program the fx worker runs (docs/protocol.md).  The
+ * program hands a handler to fx_main(), which speaks whichever mode the
+ * worker started it in:
+ *
+ *	session   FX_MODE=session: one process serves many invocations.  fx_main
+ *			  sends {"type":"ready","protocol":1} on the socket in
+ *			  $FX_SOCKET_FD, then calls the handler once per "invoke" message
+ *			  and answers each with a "result" or "error" message.  Other
+ *			  message types are skipped.  It returns 0 when the worker closes
+ *			  the socket, 1 on an I/O or protocol error.
+ *	simple	  anything else (also FX_MODE unset, e.g. run by hand): stdin is
+ *			  the args JSON (empty means null), the handler runs once, its
+ *			  result is printed on stdout and fx_main returns 0; after
+ *			  fx_fail() the message and detail go to stderr and it returns 1.
+ *
+ * The handler gets a context and the args.  It returns the result, a new
+ * cJSON item whose ownership passes to the SDK (NULL means JSON null; to
+ * return part of args, cJSON_Duplicate() it).  To report an error it calls
+ * fx_fail() and returns NULL; a non-retryable error is not retried by the
+ * invocation's retry policy.  Lines written to stderr are the invocation's
+ * log; the SDK flushes stdout and stderr before each answer.  In simple mode
+ * stdout carries the result, so log to stderr only.
+ *
+ * Example (examples/hello-c has a complete one):
+ *
+ *	#include <fx.h>
+ *
+ *	static cJSON *
+ *	hello(fx_ctx *ctx, const cJSON *args)
+ *	{
+ *		const cJSON *name = cJSON_GetObjectItemCaseSensitive(args, "name");
+ *		cJSON	   *result;
+ *
+ *		if (!cJSON_IsString(name))
+ *		{
+ *			fx_fail(ctx, "name is required", NULL, 0);
+ *			return NULL;
+ *		}
+ *		fprintf(stderr, "invocation %lld says hello\n",
+ *				fx_invocation_id(ctx));
+ *		result = cJSON_CreateObject();
+ *		cJSON_AddStringToObject(result, "hello", name->valuestring);
+ *		return result;
+ *	}
+ *
+ *	int
+ *	main(void)
+ *	{
+ *		return fx_main(hello);
+ *	}
+ *
+ * Build with: cc -Wall -O2 -I<fx>/include hello.c -lcjson
+ *
+ * Everything here is static; names starting with fx__ are internal.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef FX_H
+#define FX_H
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#define FX_PROTOCOL_VERSION 1
+#define FX_MAX_MESSAGE		(64 * 1024 * 1024)	/* bytes, both directions */
+
+#ifndef MSG_NOSIGNAL
+#define MSG_NOSIGNAL 0
+#endif
+
+/*
+ * One invocation, as seen by the handler.  Read it with the accessors below;
+ * the fields are the SDK's.  Strings live until the handler returns.
+ */
+typedef struct fx_ctx
+{
+	long long	id;				/* invocation id */
+	int			attempt;		/* 1 on the first attempt */
+	long long	deadline_ms;	/* Unix ms after which the process is killed */
+	const char *fn;				/* function name, or NULL if unknown */
+	const char *idempotency_key;	/* stable across attempts */
+	const char *key;			/* the invocation's key, or NULL */
+	/* set by fx_fail() */
+	int			failed;
+	int			retryable;
+	char	   *message;
+	char	   *detail;
+} fx_ctx;
+
+typedef cJSON *(*fx_handler) (fx_ctx *ctx, const cJSON *args);
+
+static inline long long
+fx_invocation_id(const fx_ctx *ctx)
+{
+	return ctx->id;
+}
+
+static inline int
+fx_attempt(const fx_ctx *ctx)
+{
+	return ctx->attempt;
+}
+
+static inline const char *
+fx_idempotency_key(const fx_ctx *ctx)
+{
+	return ctx->idempotency_key;
+}
+
+static inline const char *
+fx_key(const fx_ctx *ctx)
+{
+	return ctx->key;
+}
+
+static inline long long
+fx_deadline_ms(const fx_ctx *ctx)
+{
+	return ctx->deadline_ms;
+}
+
+static inline const char *
+fx_fn(const fx_ctx *ctx)
+{
+	return ctx->fn;
+}
+
+static inline char *
+fx__strdup(const char *s)
+{
+	size_t		len = strlen(s) + 1;
+	char	   *copy = malloc(len);
+
+	if (copy == NULL)
+	{
+		fprintf(stderr, "fx: out of memory\n");
+		abort();
+	}
+	return memcpy(copy, s, len);
+}
+
+/*
+ * Make this invocation fail with message (required) and detail (may be
+ * NULL).  The handler should then return NULL; a later call replaces an
+ * earlier one.
+ */
+static inline void
+fx_fail(fx_ctx *ctx, const char *message, const char *detail, int retryable)
+{
+	free(ctx->message);
+	free(ctx->detail);
+	ctx->failed = 1;
+	ctx->retryable = retryable != 0;
+	ctx->message = fx__strdup(message ? message : "function failed");
+	ctx->detail = detail ? fx__strdup(detail) : NULL;
+}
+
+/* Call the handler; on failure the result, if any, is dropped. */
+static inline cJSON *
+fx__call(fx_handler handler, fx_ctx *ctx, const cJSON *args)
+{
+	cJSON	   *result = handler(ctx, args);
+
+	fflush(stdout);
+	fflush(stderr);
+	if (ctx->failed)
+	{
+		cJSON_Delete(result);
+		return NULL;
+	}
+	return result;
+}
+
+static inline void
+fx__ctx_free(fx_ctx *ctx)
+{
+	free(ctx->message);
+	free(ctx->detail);
+}
+
+/*
+ * Read exactly len bytes unless EOF comes first.  Returns the number of
+ * bytes read (less than len only at EOF) or -1 with errno set.
+ */
+static inline ssize_t
+fx__read_full(int fd, void *buf, size_t len)
+{
+	size_t		done = 0;
+
+	while (done < len)
+	{
+		ssize_t		n = read(fd, (char *) buf + done, len - done);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -1;
+		if (n == 0)
+			break;
+		done += n;
+	}
+	return done;
+}
+
+/* Write all of buf; no SIGPIPE if fd is a socket whose peer is gone. */
+static inline int
+fx__write_full(int fd, const void *buf, size_t len)
+{
+	size_t		done = 0;
+	int			is_socket = 1;
+
+	while (done < len)
+	{
+		const char *p = (const char *) buf + done;
+		ssize_t		n;
+
+		n = is_socket ? send(fd, p, len - done, MSG_NOSIGNAL)
+			: write(fd, p, len - done);
+		if (n < 0 && errno == ENOTSOCK && is_socket)
+		{
+			is_socket = 0;
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -1;
+		done += n;
+	}
+	return 0;
+}
+
+/* Send msg as one length-prefixed message and delete it. */
+static inline int
+fx__send(int fd, cJSON *msg)
+{
+	char	   *text = cJSON_PrintUnformatted(msg);
+	size_t		len;
+	unsigned char header[4];
+	int			rc = -1;
+
+	cJSON_Delete(msg);
+	if (text == NULL)
+	{
+		fprintf(stderr, "fx: cannot serialise message\n");
+		return -1;
+	}
+	len = strlen(text);
+	if (len > FX_MAX_MESSAGE)
+		fprintf(stderr, "fx: message of %zu bytes is too large\n", len);
+	else
+	{
+		header[0] = (unsigned char) (len >> 24);
+		header[1] = (unsigned char) (len >> 16);
+		header[2] = (unsigned char) (len >> 8);
+		header[3] = (unsigned char) len;
+		rc = fx__write_full(fd, header, 4);
+		if (rc == 0)
+			rc = fx__write_full(fd, text, len);
+		if (rc < 0)
+			fprintf(stderr, "fx: write: %s\n", strerror(errno));
+	}
+	cJSON_free(text);
+	return rc;
+}
+
+/*
+ * Receive one message into *msg.  Returns 1, 0 at a clean end of file, or
+ * -1 on an I/O or protocol error (already reported on stderr).
+ */
+static inline int
+fx__recv(int fd, cJSON **msg)
+{
+	unsigned char header[4];
+	size_t		len;
+	char	   *text;
+	ssize_t		n;
+
+	n = fx__read_full(fd, header, 4);
+	if (n == 0)
+		return 0;
+	if (n != 4)
+	{
+		fprintf(stderr, "fx: read: %s\n",
+				n < 0 ? strerror(errno) : "end of file inside a header");
+		return -1;
+	}
+	len = ((size_t) header[0] << 24) | ((size_t) header[1] << 16) |
+		((size_t) header[2] << 8) | header[3];
+	if (len > FX_MAX_MESSAGE)
+	{
+		fprintf(stderr, "fx: message of %zu bytes is too large\n", len);
+		return -1;
+	}
+	if ((text = malloc(len + 1)) == NULL)
+	{
+		fprintf(stderr, "fx: out of memory\n");
+		return -1;
+	}
+	n = fx__read_full(fd, text, len);
+	if (n < 0 || (size_t) n != len)
+	{
+		fprintf(stderr, "fx: read: %s\n",
+				n < 0 ? strerror(errno) : "end of file inside a message");
+		free(text);
+		return -1;
+	}
+	*msg = cJSON_ParseWithLength(text, len);
+	free(text);
+	if (!cJSON_IsObject(*msg) ||
+		!cJSON_IsString(cJSON_GetObjectItemCaseSensitive(*msg, "type")))
+	{
+		fprintf(stderr, "fx: received a message that is not a JSON object "
+				"with a string \"type\"\n");
+		cJSON_Delete(*msg);
+		return -1;
+	}
+	return 1;
+}
+
+static inline const char *
+fx__string(const cJSON *obj, const char *name)
+{
+	const cJSON *item = cJSON_GetObjectItemCaseSensitive(obj, name);
+
+	return cJSON_IsString(item) ? item->valuestring : NULL;
+}
+
+static inline double
+fx__number(const cJSON *obj, const char *name, double dflt)
+{
+	const cJSON *item = cJSON_GetObjectItemCaseSensitive(obj, name);
+
+	return cJSON_IsNumber(item) ? item->valuedouble : dflt;
+}
+
+/* Build the "result" or "error" answer to invocation id. */
+static inline cJSON *
+fx__answer(fx_ctx *ctx, double id, cJSON *result)
+{
+	cJSON	   *reply = cJSON_CreateObject();
+
+	cJSON_AddStringToObject(reply, "type", ctx->failed ? "error" : "result");
+	cJSON_AddNumberToObject(reply, "id", id);
+	if (ctx->failed)
+	{
+		cJSON_AddStringToObject(reply, "message", ctx->message);
+		if (ctx->detail)
+			cJSON_AddStringToObject(reply, "detail", ctx->detail);
+		else
+			cJSON_AddNullToObject(reply, "detail");
+		cJSON_AddBoolToObject(reply, "retryable", ctx->retryable);
+	}
+	else if (result)
+		cJSON_AddItemToObject(reply, "value", result);
+	else
+		cJSON_AddNullToObject(reply, "value");
+	return reply;
+}
+
+/* Run one "invoke" message and send the answer. */
+static inline int
+fx__invoke(int fd, fx_handler handler, const cJSON *msg)
+{
+	const cJSON *id = cJSON_GetObjectItemCaseSensitive(msg, "id");
+	const cJSON *args = cJSON_GetObjectItemCaseSensitive(msg, "args");
+	cJSON	   *null_args = NULL;
+	cJSON	   *result;
+	fx_ctx		ctx;
+	int			rc;
+
+	if (!cJSON_IsNumber(id))
+	{
+		fprintf(stderr, "fx: invoke message without a numeric \"id\"\n");
+		return -1;
+	}
+	if (args == NULL)
+		args = null_args = cJSON_CreateNull();
+	memset(&ctx, 0, sizeof(ctx));
+	ctx.id = (long long) id->valuedouble;
+	ctx.attempt = (int) fx__number(msg, "attempt", 1);
+	ctx.deadline_ms = (long long) fx__number(msg, "deadline", 0);
+	ctx.fn = fx__string(msg, "fn");
+	ctx.idempotency_key = fx__string(msg, "idempotency_key");
+	ctx.key = fx__string(msg, "key");
+	if (ctx.idempotency_key == NULL)
+		ctx.idempotency_key = "";
+
+	result = fx__call(handler, &ctx, args);
+	rc = fx__send(fd, fx__answer(&ctx, id->valuedouble, result));
+	fx__ctx_free(&ctx);
+	cJSON_Delete(null_args);
+	return rc;
+}
+
+static inline int
+fx__session(fx_handler handler)
+{
+	const char *fdstr = getenv("FX_SOCKET_FD");
+	int			fd = fdstr ? atoi(fdstr) : 3;
+	cJSON	   *ready = cJSON_CreateObject();
+	cJSON	   *msg;
+	int			rc;
+
+	cJSON_AddStringToObject(ready, "type", "ready");
+	cJSON_AddNumberToObject(ready, "protocol", FX_PROTOCOL_VERSION);
+	if (fx__send(fd, ready) < 0)
+		return 1;
+	while ((rc = fx__recv(fd, &msg)) > 0)
+	{
+		if (strcmp(fx__string(msg, "type"), "invoke") == 0)
+			rc = fx__invoke(fd, handler, msg);
+		cJSON_Delete(msg);
+		if (rc < 0)
+			break;
+	}
+	return rc < 0 ? 1 : 0;
+}
+
+/* Read all of stdin (at most FX_MAX_MESSAGE bytes); NULL on error. */
+static inline char *
+fx__read_stdin(size_t *lenp)
+{
+	size_t		cap = 4096;
+	size_t		len = 0;
+	char	   *buf = malloc(cap);
+	char	   *bigger;
+	ssize_t		n;
+
+	while (buf != NULL && len <= FX_MAX_MESSAGE)
+	{
+		if (len == cap)
+		{
+			if ((bigger = realloc(buf, cap * 2)) == NULL)
+				break;
+			buf = bigger;
+			cap *= 2;
+		}
+		n = read(STDIN_FILENO, buf + len, cap - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			break;
+		if (n == 0)
+		{
+			*lenp = len;
+			return buf;
+		}
+		len += n;
+	}
+	fprintf(stderr, "fx: cannot read args from stdin: %s\n",
+			buf == NULL || len <= FX_MAX_MESSAGE ? strerror(errno)
+			: "larger than 64 MiB");
+	free(buf);
+	return NULL;
+}
+
+/* Is text only white space (no args at all)? */
+static inline int
+fx__blank(const char *text, size_t len)
+{
+	size_t		i;
+
+	for (i = 0; i < len; i++)
+		if (text[i] != ' ' && text[i] != '\t' && text[i] != '\r' &&
+			text[i] != '\n')
+			return 0;
+	return 1;
+}
+
+static inline long long
+fx__env_ll(const char *name, long long dflt)
+{
+	const char *value = getenv(name);
+
+	return value && *value ? strtoll(value, NULL, 10) : dflt;
+}
+
+static inline int
+fx__simple(fx_handler handler)
+{
+	fx_ctx		ctx;
+	cJSON	   *args;
+	cJSON	   *result;
+	char	   *text;
+	size_t		len;
+
+	if ((text = fx__read_stdin(&len)) == NULL)
+		return 1;
+	args = fx__blank(text, len) ? cJSON_CreateNull()
+		: cJSON_ParseWithLength(text, len);
+	free(text);
+	if (args == NULL)
+	{
+		fprintf(stderr, "fx: args on stdin are not JSON\n");
+		return 1;
+	}
+	memset(&ctx, 0, sizeof(ctx));
+	ctx.id = fx__env_ll("FX_INVOCATION_ID", 0);
+	ctx.attempt = (int) fx__env_ll("FX_ATTEMPT", 1);
+	ctx.deadline_ms = fx__env_ll("FX_DEADLINE_MS", 0);
+	ctx.fn = getenv("FX_FN");
+	ctx.idempotency_key = getenv("FX_IDEMPOTENCY_KEY");
+	ctx.key = getenv("FX_KEY");
+	if (ctx.idempotency_key == NULL)
+		ctx.idempotency_key = "";
+
+	result = fx__call(handler, &ctx, args);
+	cJSON_Delete(args);
+	if (ctx.failed)
+	{
+		fprintf(stderr, "%s\n", ctx.message);
+		if (ctx.detail)
+			fprintf(stderr, "%s\n", ctx.detail);
+		fx__ctx_free(&ctx);
+		return 1;
+	}
+	if (result == NULL)
+		result = cJSON_CreateNull();
+	text = cJSON_PrintUnformatted(result);
+	cJSON_Delete(result);
+	fx__ctx_free(&ctx);
+	if (text == NULL)
+	{
+		fprintf(stderr, "fx: cannot serialise the result\n");
+		return 1;
+	}
+	printf("%s\n", text);
+	cJSON_free(text);
+	return fflush(stdout) == 0 && !ferror(stdout) ? 0 : 1;
+}
+
+/*
+ * Serve invocations with handler in the mode given by $FX_MODE.  Returns
+ * the process's exit status; call it as "return fx_main(handler);".
+ */
+static inline int
+fx_main(fx_handler handler)
+{
+	const char *mode = getenv("FX_MODE");
+
+	if (mode != NULL && strcmp(mode, "session") == 0)
+		return fx__session(handler);
+	return fx__simple(handler);
+}
+
+#endif							/* FX_H */

@@ -1,0 +1,745 @@
+/*
+ * fx_cli.c: deploy, invoke, logs, ls, ps and psql, over blocking libpq.
+ *
+ * Every command talks to the database named by --db, else FX_DB, else the
+ * PG* environment variables, else the embedded cluster of `fx up` when it
+ * is running (fx_home.c).  Errors go to stderr with the server's detail and
+ * hint, and the exit status is 1 (2 for a usage error).
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <ftw.h>
+#include <getopt.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <archive.h>
+#include <archive_entry.h>
+#include <cjson/cJSON.h>
+#include <libpq-fe.h>
+
+#include "fx_cli.h"
+#include "fx_log.h"
+
+#define USAGE_ERROR 2
+
+static int
+usage(const char *text)
+{
+	fprintf(stderr, "%s", text);
+	return USAGE_ERROR;
+}
+
+long
+fx_parse_duration_ms(const char *s)
+{
+	char	   *end;
+	double		v = strtod(s, &end);
+
+	if (end == s || v < 0)
+		return -1;
+	if (*end == '\0' || strcmp(end, "s") == 0)
+		return (long) (v * 1000);
+	if (strcmp(end, "ms") == 0)
+		return (long) v;
+	if (strcmp(end, "m") == 0)
+		return (long) (v * 60000);
+	if (strcmp(end, "h") == 0)
+		return (long) (v * 3600000);
+	return -1;
+}
+
+static PGconn *
+connect_db(const char *db_opt)
+{
+	char	   *conninfo = fx_cli_conninfo(db_opt);
+	const char *keys[] = {"dbname", "application_name", NULL};
+	const char *vals[] = {conninfo, "fx", NULL};
+	PGconn	   *conn = PQconnectdbParams(keys, vals, 1);
+
+	free(conninfo);
+	if (PQstatus(conn) != CONNECTION_OK)
+	{
+		fprintf(stderr, "fx: cannot connect to the database: %s", PQerrorMessage(conn));
+		fprintf(stderr, "HINT: start the embedded default with \"fx up\", or name a database with --db or the PG* variables.\n");
+		PQfinish(conn);
+		return NULL;
+	}
+	return conn;
+}
+
+/* Print a failed result's message, detail and hint; returns 1. */
+static int
+report(PGresult *res)
+{
+	const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+	const char *detail = PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL);
+	const char *hint = PQresultErrorField(res, PG_DIAG_MESSAGE_HINT);
+
+	fprintf(stderr, "fx: %s\n", msg ? msg : PQresultErrorMessage(res));
+	if (detail)
+		fprintf(stderr, "DETAIL: %s\n", detail);
+	if (hint)
+		fprintf(stderr, "HINT: %s\n", hint);
+	return 1;
+}
+
+static PGresult *
+exec_params(PGconn *conn, const char *sql, int n, const char *const *params)
+{
+	return PQexecParams(conn, sql, n, NULL, params, NULL, NULL, 0);
+}
+
+/* Print a result as an aligned table, as psql does. */
+static void
+print_table(PGresult *res)
+{
+	int			nf = PQnfields(res);
+	int			nr = PQntuples(res);
+	int		   *w = fx_xcalloc(nf, sizeof(int));
+
+	for (int c = 0; c < nf; c++)
+	{
+		w[c] = strlen(PQfname(res, c));
+		for (int r = 0; r < nr; r++)
+			if (PQgetlength(res, r, c) > w[c])
+				w[c] = PQgetlength(res, r, c);
+	}
+	for (int c = 0; c < nf; c++)
+		printf("%s%-*s", c ? "  " : "", c == nf - 1 ? 0 : w[c], PQfname(res, c));
+	printf("\n");
+	for (int r = 0; r < nr; r++)
+	{
+		for (int c = 0; c < nf; c++)
+			printf("%s%-*s", c ? "  " : "", c == nf - 1 ? 0 : w[c], PQgetvalue(res, r, c));
+		printf("\n");
+	}
+	free(w);
+}
+
+/* ---------------------------------------------------------------------
+ * fx deploy: pack the directory into a tar and call fx_deploy()
+ * --------------------------------------------------------------------- */
+
+typedef struct buffer
+{
+	char	   *data;
+	size_t		len;
+} buffer;
+
+static char **walk_paths;
+static size_t walk_n;
+
+static int
+walk_add(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void) st;
+	(void) flag;
+	if (ftw->level == 0)
+		return FTW_CONTINUE;
+	if (strcmp(path + ftw->base, ".git") == 0)
+		return FTW_SKIP_SUBTREE;
+	walk_paths = fx_xrealloc(walk_paths, (walk_n + 1) * sizeof(char *));
+	walk_paths[walk_n++] = fx_xstrdup(path);
+	return FTW_CONTINUE;
+}
+
+static int
+cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *) a, *(char *const *) b);
+}
+
+static la_ssize_t
+buf_write(struct archive *a, void *arg, const void *data, size_t n)
+{
+	buffer	   *b = arg;
+
+	(void) a;
+	b->data = fx_xrealloc(b->data, b->len + n);
+	memcpy(b->data + b->len, data, n);
+	b->len += n;
+	return n;
+}
+
+static int
+add_member(struct archive *a, const char *dir, const char *path)
+{
+	struct archive_entry *e = archive_entry_new();
+	struct stat st;
+	char	   *rel = (char *) path + strlen(dir) + 1;
+	int			rc = 0;
+
+	if (lstat(path, &st) < 0)
+	{
+		fprintf(stderr, "fx: cannot read \"%s\": %s\n", path, strerror(errno));
+		archive_entry_free(e);
+		return -1;
+	}
+	archive_entry_set_pathname(e, rel);
+	archive_entry_set_perm(e, st.st_mode & 0777);
+	/* No owners or times: unchanged code packs to the same bytes. */
+	if (S_ISDIR(st.st_mode))
+		archive_entry_set_filetype(e, AE_IFDIR);
+	else if (S_ISLNK(st.st_mode))
+	{
+		char		target[4096];
+		ssize_t		n = readlink(path, target, sizeof(target) - 1);
+
+		target[n < 0 ? 0 : n] = '\0';
+		archive_entry_set_filetype(e, AE_IFLNK);
+		archive_entry_set_symlink(e, target);
+	}
+	else if (S_ISREG(st.st_mode))
+	{
+		archive_entry_set_filetype(e, AE_IFREG);
+		archive_entry_set_size(e, st.st_size);
+	}
+	else
+	{
+		fprintf(stderr, "fx: \"%s\" is not a file, directory or symbolic link\n", path);
+		archive_entry_free(e);
+		return -1;
+	}
+	if (archive_write_header(a, e) != ARCHIVE_OK)
+		rc = -1;
+	if (rc == 0 && S_ISREG(st.st_mode))
+	{
+		FILE	   *f = fopen(path, "rb");
+		char		chunk[65536];
+		size_t		n;
+
+		if (f == NULL)
+		{
+			fprintf(stderr, "fx: cannot read \"%s\": %s\n", path, strerror(errno));
+			rc = -1;
+		}
+		while (rc == 0 && (n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+			if (archive_write_data(a, chunk, n) != (la_ssize_t) n)
+				rc = -1;
+		if (f)
+			fclose(f);
+	}
+	archive_entry_free(e);
+	return rc;
+}
+
+static int
+pack_dir(const char *dir, buffer *out)
+{
+	struct archive *a = archive_write_new();
+	int			rc = 0;
+	struct stat st;
+
+	if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode))
+	{
+		fprintf(stderr, "fx: \"%s\" is not a directory\n", dir);
+		archive_write_free(a);
+		return -1;
+	}
+	walk_paths = NULL;
+	walk_n = 0;
+	if (nftw(dir, walk_add, 32, FTW_PHYS | FTW_ACTIONRETVAL) < 0)
+	{
+		fprintf(stderr, "fx: cannot read \"%s\": %s\n", dir, strerror(errno));
+		rc = -1;
+	}
+	qsort(walk_paths, walk_n, sizeof(char *), cmp_str);
+	archive_write_set_format_pax_restricted(a);
+	archive_write_add_filter_gzip(a);
+	archive_write_set_filter_option(a, "gzip", "timestamp", NULL);
+	archive_write_open(a, out, NULL, buf_write, NULL);
+	for (size_t i = 0; rc == 0 && i < walk_n; i++)
+		rc = add_member(a, dir, walk_paths[i]);
+	if (archive_write_close(a) != ARCHIVE_OK && rc == 0)
+	{
+		fprintf(stderr, "fx: cannot pack \"%s\": %s\n", dir, archive_error_string(a));
+		rc = -1;
+	}
+	archive_write_free(a);
+	for (size_t i = 0; i < walk_n; i++)
+		free(walk_paths[i]);
+	free(walk_paths);
+	return rc;
+}
+
+/* A PostgreSQL text[] literal of the words of cmd. */
+static char *
+command_array(const char *cmd)
+{
+	size_t		n = strlen(cmd);
+	char	   *out = fx_xmalloc(n * 2 + 8);
+	char	   *o = out;
+	bool		in_word = false;
+
+	*o++ = '{';
+	for (const char *p = cmd; *p; p++)
+	{
+		if (*p == ' ' || *p == '\t')
+		{
+			if (in_word)
+				*o++ = '"';
+			in_word = false;
+			continue;
+		}
+		if (!in_word)
+		{
+			if (o > out + 1)
+				*o++ = ',';
+			*o++ = '"';
+			in_word = true;
+		}
+		if (*p == '"' || *p == '\\')
+			*o++ = '\\';
+		*o++ = *p;
+	}
+	if (in_word)
+		*o++ = '"';
+	*o++ = '}';
+	*o = '\0';
+	return out;
+}
+
+static const char deploy_usage[] =
+"usage: fx deploy NAME DIR [--cmd \"PROGRAM ARGS\"] [--mode simple|session]\n"
+"                 [--memory MB] [--timeout DURATION] [--retries N] [--cpu N]\n"
+"                 [--net] [--env KEY=VALUE]... [--db CONNINFO]\n"
+"Packs DIR and stores it as a new version of function NAME.\n"
+"  --cmd      program and arguments, run in the bundle directory (default ./main)\n"
+"  --mode     simple: one process per invocation, args on stdin, result on stdout;\n"
+"             session: a warm process speaking the fx protocol (default simple)\n"
+"  --timeout  e.g. 30s, 500ms, 2m (default 30s)\n";
+
+int
+fx_cli_deploy(int argc, char **argv)
+{
+	static struct option opts[] = {
+		{"cmd", required_argument, NULL, 'c'}, {"mode", required_argument, NULL, 'm'},
+		{"memory", required_argument, NULL, 'M'}, {"timeout", required_argument, NULL, 't'},
+		{"retries", required_argument, NULL, 'r'}, {"cpu", required_argument, NULL, 'C'},
+		{"net", no_argument, NULL, 'n'}, {"env", required_argument, NULL, 'e'},
+		{"db", required_argument, NULL, 'd'}, {"help", no_argument, NULL, 'h'}, {0}
+	};
+	cJSON	   *options = cJSON_CreateObject();
+	cJSON	   *env = NULL;
+	const char *cmd = NULL;
+	const char *db = NULL;
+	buffer		bundle = {0};
+	PGconn	   *conn;
+	PGresult   *res;
+	int			c;
+	int			rc = 1;
+
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1)
+	{
+		switch (c)
+		{
+			case 'c':
+				cmd = optarg;
+				break;
+			case 'm':
+				cJSON_AddStringToObject(options, "mode", optarg);
+				break;
+			case 'M':
+				cJSON_AddNumberToObject(options, "memory_mb", atof(optarg));
+				break;
+			case 't':
+				if (fx_parse_duration_ms(optarg) < 0)
+				{
+					fprintf(stderr, "fx: invalid timeout \"%s\": use e.g. 30s, 500ms or 2m\n", optarg);
+					cJSON_Delete(options);
+					return USAGE_ERROR;
+				}
+				cJSON_AddNumberToObject(options, "timeout_ms", fx_parse_duration_ms(optarg));
+				break;
+			case 'r':
+				cJSON_AddNumberToObject(options, "retries", atof(optarg));
+				break;
+			case 'C':
+				cJSON_AddNumberToObject(options, "cpu", atof(optarg));
+				break;
+			case 'n':
+				cJSON_AddTrueToObject(options, "net");
+				break;
+			case 'e':
+				if (strchr(optarg, '=') == NULL)
+				{
+					fprintf(stderr, "fx: --env takes KEY=VALUE, not \"%s\"\n", optarg);
+					cJSON_Delete(options);
+					return USAGE_ERROR;
+				}
+				if (env == NULL)
+					env = cJSON_AddObjectToObject(options, "env");
+				{
+					char	   *k = strndup(optarg, strcspn(optarg, "="));
+
+					cJSON_AddStringToObject(env, k, strchr(optarg, '=') + 1);
+					free(k);
+				}
+				break;
+			case 'd':
+				db = optarg;
+				break;
+			case 'h':
+				cJSON_Delete(options);
+				printf("%s", deploy_usage);
+				return 0;
+			default:
+				cJSON_Delete(options);
+				return usage(deploy_usage);
+		}
+	}
+	if (argc - optind != 2)
+	{
+		cJSON_Delete(options);
+		return usage(deploy_usage);
+	}
+	if (pack_dir(argv[optind + 1], &bundle) == 0 && (conn = connect_db(db)) != NULL)
+	{
+		char	   *cmdarr = cmd ? command_array(cmd) : NULL;
+		char	   *opts_json = cJSON_PrintUnformatted(options);
+		const char *params[4] = {argv[optind], bundle.data, cmdarr, opts_json};
+		int			lengths[4] = {0, (int) bundle.len, 0, 0};
+		int			formats[4] = {0, 1, 0, 0};
+
+		res = PQexecParams(conn, "SELECT fx_deploy($1, $2::bytea, $3::text[], $4::jsonb)",
+						   4, NULL, params, lengths, formats, 0);
+		if (PQresultStatus(res) != PGRES_TUPLES_OK)
+			rc = report(res);
+		else
+		{
+			const char *p2[2] = {argv[optind], PQgetvalue(res, 0, 0)};
+			PGresult   *h = exec_params(conn, "SELECT hash FROM fx.version"
+										" WHERE fn = $1 AND version = $2::int", 2, p2);
+
+			printf("deployed %s version %s (sha256 %.12s)\n", argv[optind],
+				   p2[1], PQntuples(h) == 1 ? PQgetvalue(h, 0, 0) : "?");
+			PQclear(h);
+			rc = 0;
+		}
+		PQclear(res);
+		PQfinish(conn);
+		free(cmdarr);
+		cJSON_free(opts_json);
+	}
+	free(bundle.data);
+	cJSON_Delete(options);
+	return rc;
+}
+
+/* ---------------------------------------------------------------------
+ * fx invoke
+ * --------------------------------------------------------------------- */
+
+static const char invoke_usage[] =
+"usage: fx invoke NAME [JSON] [--async] [--key KEY] [--idempotency-key K]\n"
+"                 [--timeout DURATION] [--db CONNINFO]\n"
+"Runs function NAME (NAME:VERSION or NAME:ALIAS) with JSON args (default {}; - reads stdin)\n"
+"and prints its result; with --async, enqueues it and prints the invocation id.\n";
+
+static char *
+read_stdin(void)
+{
+	buffer		b = {0};
+	char		chunk[65536];
+	size_t		n;
+
+	while ((n = fread(chunk, 1, sizeof(chunk), stdin)) > 0)
+	{
+		b.data = fx_xrealloc(b.data, b.len + n + 1);
+		memcpy(b.data + b.len, chunk, n);
+		b.len += n;
+	}
+	if (b.data == NULL)
+		return fx_xstrdup("");
+	b.data[b.len] = '\0';
+	return b.data;
+}
+
+int
+fx_cli_invoke(int argc, char **argv)
+{
+	static struct option opts[] = {
+		{"async", no_argument, NULL, 'a'}, {"key", required_argument, NULL, 'k'},
+		{"idempotency-key", required_argument, NULL, 'i'},
+		{"timeout", required_argument, NULL, 't'},
+		{"db", required_argument, NULL, 'd'}, {"help", no_argument, NULL, 'h'}, {0}
+	};
+	bool		async = false;
+	const char *key = NULL;
+	const char *idem = NULL;
+	const char *db = NULL;
+	char	   *timeout = NULL;
+	char	   *args;
+	PGconn	   *conn;
+	PGresult   *res;
+	int			c;
+	int			rc;
+
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1)
+	{
+		switch (c)
+		{
+			case 'a':
+				async = true;
+				break;
+			case 'k':
+				key = optarg;
+				break;
+			case 'i':
+				idem = optarg;
+				break;
+			case 't':
+				if (fx_parse_duration_ms(optarg) < 0)
+				{
+					fprintf(stderr, "fx: invalid timeout \"%s\": use e.g. 30s, 500ms or 2m\n", optarg);
+					free(timeout);
+					return USAGE_ERROR;
+				}
+				free(timeout);
+				timeout = fx_xasprintf("%ld ms", fx_parse_duration_ms(optarg));
+				break;
+			case 'd':
+				db = optarg;
+				break;
+			case 'h':
+				printf("%s", invoke_usage);
+				return 0;
+			default:
+				return usage(invoke_usage);
+		}
+	}
+	if (argc - optind < 1 || argc - optind > 2)
+	{
+		free(timeout);
+		return usage(invoke_usage);
+	}
+	args = argc - optind == 2 ? (strcmp(argv[optind + 1], "-") == 0 ? read_stdin()
+								 : fx_xstrdup(argv[optind + 1])) : fx_xstrdup("{}");
+	if ((conn = connect_db(db)) == NULL)
+	{
+		free(args);
+		free(timeout);
+		return 1;
+	}
+	if (async)
+	{
+		const char *params[4] = {argv[optind], args, key, idem};
+
+		res = exec_params(conn, "SELECT fx_invoke($1, $2::jsonb, key => $3,"
+						  " idempotency_key => $4)", 4, params);
+	}
+	else
+	{
+		const char *params[4] = {argv[optind], args, timeout ? timeout : "30s", key};
+
+		if (idem)
+			fprintf(stderr, "fx: note: --idempotency-key applies to --async invocations only\n");
+		res = exec_params(conn, "SELECT fx_call($1, $2::jsonb, $3::interval, $4)", 4, params);
+	}
+	if (PQresultStatus(res) != PGRES_TUPLES_OK)
+		rc = report(res);
+	else
+	{
+		printf("%s\n", PQgetisnull(res, 0, 0) ? "null" : PQgetvalue(res, 0, 0));
+		rc = 0;
+	}
+	PQclear(res);
+	PQfinish(conn);
+	free(args);
+	free(timeout);
+	return rc;
+}
+
+/* ---------------------------------------------------------------------
+ * fx logs, ls, ps, psql
+ * --------------------------------------------------------------------- */
+
+static const char logs_usage[] =
+"usage: fx logs ID [-f] [--db CONNINFO]\n"
+"Prints the log lines of invocation ID; -f waits until it has finished.\n";
+
+static bool
+finished(PGconn *conn, const char *id)
+{
+	const char *params[1] = {id};
+	PGresult   *res = exec_params(conn, "SELECT fx_status($1::bigint)", 1, params);
+	bool		done = PQresultStatus(res) != PGRES_TUPLES_OK ||
+		(strcmp(PQgetvalue(res, 0, 0), "queued") != 0 &&
+		 strcmp(PQgetvalue(res, 0, 0), "running") != 0);
+
+	PQclear(res);
+	return done;
+}
+
+int
+fx_cli_logs(int argc, char **argv)
+{
+	static struct option opts[] = {
+		{"follow", no_argument, NULL, 'f'}, {"db", required_argument, NULL, 'd'},
+		{"help", no_argument, NULL, 'h'}, {0}
+	};
+	bool		follow = false;
+	const char *db = NULL;
+	PGconn	   *conn;
+	int			c;
+	int			shown = 0;
+	int			rc = 0;
+
+	while ((c = getopt_long(argc, argv, "fh", opts, NULL)) != -1)
+	{
+		if (c == 'f')
+			follow = true;
+		else if (c == 'd')
+			db = optarg;
+		else if (c == 'h')
+		{
+			printf("%s", logs_usage);
+			return 0;
+		}
+		else
+			return usage(logs_usage);
+	}
+	if (argc - optind != 1)
+		return usage(logs_usage);
+	if ((conn = connect_db(db)) == NULL)
+		return 1;
+	for (;;)
+	{
+		const char *params[1] = {argv[optind]};
+		bool		done = !follow || finished(conn, argv[optind]);
+		PGresult   *res = exec_params(conn,
+									  "SELECT attempt, to_char(at, 'YYYY-MM-DD HH24:MI:SS.MS'), stream, line"
+									  " FROM fx_logs($1::bigint)", 1, params);
+
+		if (PQresultStatus(res) != PGRES_TUPLES_OK)
+		{
+			rc = report(res);
+			PQclear(res);
+			break;
+		}
+		for (; shown < PQntuples(res); shown++)
+			printf("%s [attempt %s] %s: %s\n", PQgetvalue(res, shown, 1),
+				   PQgetvalue(res, shown, 0), PQgetvalue(res, shown, 2),
+				   PQgetvalue(res, shown, 3));
+		PQclear(res);
+		fflush(stdout);
+		if (done)
+			break;
+		usleep(200 * 1000);
+	}
+	PQfinish(conn);
+	return rc;
+}
+
+static int
+query_table(int argc, char **argv, const char *help, const char *sql)
+{
+	static struct option opts[] = {
+		{"db", required_argument, NULL, 'd'}, {"help", no_argument, NULL, 'h'}, {0}
+	};
+	const char *db = NULL;
+	PGconn	   *conn;
+	PGresult   *res;
+	int			c;
+	int			rc = 0;
+
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1)
+	{
+		if (c == 'd')
+			db = optarg;
+		else if (c == 'h')
+		{
+			printf("%s", help);
+			return 0;
+		}
+		else
+			return usage(help);
+	}
+	if (argc != optind)
+		return usage(help);
+	if ((conn = connect_db(db)) == NULL)
+		return 1;
+	res = PQexec(conn, sql);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK)
+		rc = report(res);
+	else
+		print_table(res);
+	PQclear(res);
+	PQfinish(conn);
+	return rc;
+}
+
+int
+fx_cli_ls(int argc, char **argv)
+{
+	return query_table(argc, argv,
+					   "usage: fx ls [--db CONNINFO]\nLists the deployed functions.\n",
+					   "SELECT f.name AS function, a.version AS live, v.mode,"
+					   " v.timeout_ms, v.memory_mb, v.retries,"
+					   " (SELECT count(*) FROM fx.version x WHERE x.fn = f.name) AS versions,"
+					   " to_char(v.created_at, 'YYYY-MM-DD HH24:MI:SS') AS deployed"
+					   " FROM fx.function f"
+					   " LEFT JOIN fx.alias a ON a.fn = f.name AND a.alias = 'live'"
+					   " LEFT JOIN fx.version v ON v.fn = a.fn AND v.version = a.version"
+					   " ORDER BY f.name");
+}
+
+int
+fx_cli_ps(int argc, char **argv)
+{
+	return query_table(argc, argv,
+					   "usage: fx ps [--db CONNINFO]\n"
+					   "Lists queued and running invocations, then the 20 newest finished ones.\n",
+					   "(SELECT id, fn || ':' || version AS function, status, attempts,"
+					   " coalesce(worker, '') AS worker,"
+					   " round(extract(epoch FROM now() - created_at))::text || 's' AS age,"
+					   " coalesce(round(wall_ms::numeric, 1)::text, '') AS wall_ms,"
+					   " coalesce(left(error, 60), '') AS error"
+					   " FROM fx.invocation WHERE status IN ('queued', 'running')"
+					   " ORDER BY id LIMIT 200)"
+					   " UNION ALL "
+					   "(SELECT id, fn || ':' || version, status, attempts, coalesce(worker, ''),"
+					   " round(extract(epoch FROM now() - created_at))::text || 's',"
+					   " coalesce(round(wall_ms::numeric, 1)::text, ''), coalesce(left(error, 60), '')"
+					   " FROM fx.invocation WHERE status NOT IN ('queued', 'running')"
+					   " ORDER BY id DESC LIMIT 20)");
+}
+
+int
+fx_cli_psql(int argc, char **argv)
+{
+	const char *db = NULL;
+	char	  **args = fx_xcalloc(argc + 4, sizeof(char *));
+	int			n = 0;
+	char	   *conninfo;
+
+	/* Only --db is ours; everything else goes to psql as it is. */
+	for (int i = 1; i < argc; i++)
+		if (strcmp(argv[i], "--db") == 0 && i + 1 < argc)
+			db = argv[++i];
+	conninfo = fx_cli_conninfo(db);
+	args[n++] = "psql";
+	if (conninfo[0])
+	{
+		args[n++] = "-d";
+		args[n++] = conninfo;
+	}
+	for (int i = 1; i < argc; i++)
+	{
+		if (strcmp(argv[i], "--db") == 0 && i + 1 < argc)
+		{
+			i++;
+			continue;
+		}
+		args[n++] = argv[i];
+	}
+	args[n] = NULL;
+	execvp("psql", args);
+	fprintf(stderr, "fx: cannot run psql: %s\n", strerror(errno));
+	return 1;
+}

@@ -1,0 +1,889 @@
+/*
+ * fx_exec.c: the lifecycle of an attempt, in simple and session mode.
+ *
+ * Simple mode: one process per attempt; args on stdin, result on stdout.
+ * The attempt ends when the process has exited and its pipes are drained,
+ * or at the deadline (the process group is killed).
+ *
+ * Session mode: a pool of warm processes keyed by (function, version).  A
+ * session is STARTING until it sends "ready", then IDLE or BUSY with one
+ * attempt.  Its end (exit, protocol error, timeout of its attempt) fails
+ * the attempt it was running and removes it from the pool; idle sessions
+ * are killed after warm_ttl_ms, and the least recently used idle one makes
+ * room when the pool is full.
+ */
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include "fx/fx_common.h"
+#include "fx_exec.h"
+#include "fx_log.h"
+#include "fx_proc.h"
+
+#define LINE_MAX_BYTES 8192
+#define DETAIL_LINES 5
+
+typedef struct fx_lines
+{
+	char		buf[LINE_MAX_BYTES];
+	size_t		len;
+} fx_lines;
+
+struct fx_simple
+{
+	fx_proc		proc;
+	fx_inv	   *inv;			/* NULL once the attempt was reported */
+	char	   *out;			/* stdout, the result */
+	size_t		out_len;
+	bool		out_overflow;
+	fx_lines	err;
+	size_t		max_out;
+};
+
+typedef enum fx_session_state
+{
+	SESSION_STARTING,			/* waiting for "ready" */
+	SESSION_IDLE,
+	SESSION_BUSY,
+	SESSION_DEAD				/* being closed */
+} fx_session_state;
+
+struct fx_session
+{
+	fx_exec    *ex;
+	fx_proc		proc;
+	fx_session_state state;
+	char	   *fn;
+	int			version;
+	fx_inv	   *inv;			/* the attempt it runs or will run */
+	char	   *rbuf;			/* bytes from the socket not yet parsed */
+	size_t		rlen;
+	fx_lines	out;
+	fx_lines	err;
+	uv_timer_t	idle;
+	uint64_t	last_used_ns;
+	fx_session *next;
+};
+
+static void session_end(fx_session *s, const char *why, const char *detail);
+
+/* ---------------------------------------------------------------------
+ * Attempt bookkeeping
+ * --------------------------------------------------------------------- */
+
+void
+fx_inv_log(fx_inv *inv, const char *stream, const char *line, size_t n)
+{
+	cJSON	   *entry;
+	char	   *copy;
+
+	if (inv->log_truncated)
+		return;
+	if (inv->logs == NULL)
+		inv->logs = cJSON_CreateArray();
+	entry = cJSON_CreateArray();
+	cJSON_AddItemToArray(entry, cJSON_CreateNumber((double) fx_now_ms()));
+	cJSON_AddItemToArray(entry, cJSON_CreateString(stream));
+	copy = strndup(line, n);
+	cJSON_AddItemToArray(entry, cJSON_CreateString(copy));
+	free(copy);
+	cJSON_AddItemToArray(inv->logs, entry);
+	inv->log_bytes += n;
+}
+
+static void
+log_bounded(fx_exec *ex, fx_inv *inv, const char *stream, const char *line, size_t n)
+{
+	if (inv->log_truncated)
+		return;
+	if (inv->log_bytes + n > ex->cfg.max_log_bytes)
+	{
+		fx_inv_log(inv, "fx", "[log truncated]", 15);
+		inv->log_truncated = true;
+		return;
+	}
+	fx_inv_log(inv, stream, line, n);
+}
+
+/* Split bytes into lines; each complete line goes to emit. */
+static void
+lines_feed(fx_lines *l, const char *data, size_t n,
+		   void (*emit) (void *arg, const char *line, size_t len), void *arg)
+{
+	for (size_t i = 0; i < n; i++)
+	{
+		if (data[i] == '\n' || l->len == LINE_MAX_BYTES)
+		{
+			emit(arg, l->buf, l->len);
+			l->len = 0;
+			if (data[i] == '\n')
+				continue;
+		}
+		l->buf[l->len++] = data[i];
+	}
+}
+
+static void
+lines_flush(fx_lines *l, void (*emit) (void *arg, const char *line, size_t len), void *arg)
+{
+	if (l->len > 0)
+		emit(arg, l->buf, l->len);
+	l->len = 0;
+}
+
+void
+fx_inv_fail(fx_inv *inv, bool retryable, const char *error, const char *detail)
+{
+	inv->finished = true;
+	inv->ok = false;
+	inv->retryable = retryable;
+	free(inv->error);
+	inv->error = fx_xstrdup(error);
+	free(inv->detail);
+	inv->detail = detail ? fx_xstrdup(detail) : NULL;
+}
+
+/* The last stderr lines of the attempt, as the detail of its error. */
+static char *
+stderr_tail(fx_inv *inv)
+{
+	int			n = inv->logs ? cJSON_GetArraySize(inv->logs) : 0;
+	int			taken = 0;
+	size_t		len = 0;
+	char	   *out;
+	int			first = n;
+
+	for (int i = n - 1; i >= 0 && taken < DETAIL_LINES; i--)
+	{
+		cJSON	   *e = cJSON_GetArrayItem(inv->logs, i);
+
+		if (strcmp(cJSON_GetArrayItem(e, 1)->valuestring, "stderr") == 0)
+		{
+			len += strlen(cJSON_GetArrayItem(e, 2)->valuestring) + 1;
+			taken++;
+			first = i;
+		}
+	}
+	if (taken == 0)
+		return NULL;
+	out = fx_xcalloc(1, len + 1);
+	for (int i = first; i < n; i++)
+	{
+		cJSON	   *e = cJSON_GetArrayItem(inv->logs, i);
+
+		if (strcmp(cJSON_GetArrayItem(e, 1)->valuestring, "stderr") != 0)
+			continue;
+		if (out[0])
+			strcat(out, "\n");
+		strcat(out, cJSON_GetArrayItem(e, 2)->valuestring);
+	}
+	return out;
+}
+
+static void
+timer_closed(uv_handle_t *h)
+{
+	fx_inv	   *inv = h->data;
+
+	inv->timer_open = false;
+	free(inv->bundle_dir);
+	inv->bundle_dir = NULL;
+	inv->ex->on_done(inv);
+}
+
+/* The attempt is over: stop its timer, then report it. */
+static void
+finish(fx_exec *ex, fx_inv *inv)
+{
+	inv->wall_ms = (fx_mono_ns() - inv->started_ns) / 1e6;
+	if (inv->timer_open)
+	{
+		uv_timer_stop(&inv->timer);
+		uv_close((uv_handle_t *) &inv->timer, timer_closed);
+	}
+	else
+		ex->on_done(inv);
+}
+
+static void
+add_env(char ***env, int *n, char *entry)
+{
+	*env = fx_xrealloc(*env, sizeof(char *) * (*n + 2));
+	(*env)[(*n)++] = entry;
+	(*env)[*n] = NULL;
+}
+
+static char **
+build_env(fx_exec *ex, fx_inv *inv)
+{
+	char	  **env = NULL;
+	int			n = 0;
+	cJSON	   *user = cJSON_GetObjectItem(inv->options, "env");
+	cJSON	   *e;
+
+	add_env(&env, &n, fx_xstrdup("PATH=/usr/local/bin:/usr/bin:/bin"));
+	add_env(&env, &n, fx_xstrdup("LANG=C.UTF-8"));
+	add_env(&env, &n, fx_xstrdup("HOME=/tmp"));
+	add_env(&env, &n, fx_xasprintf("FX_MODE=%s", inv->session ? "session" : "simple"));
+	add_env(&env, &n, fx_xasprintf("FX_FN=%s", inv->fn));
+	add_env(&env, &n, fx_xasprintf("FX_VERSION=%d", inv->version));
+	add_env(&env, &n, fx_xasprintf("FX_BUNDLE=%s", inv->bundle_dir));
+	if (ex->cfg.python_path)
+		add_env(&env, &n, fx_xasprintf("PYTHONPATH=%s", ex->cfg.python_path));
+	if (inv->session)
+		add_env(&env, &n, fx_xasprintf("FX_SOCKET_FD=%d", FX_SESSION_FD));
+	else
+	{
+		add_env(&env, &n, fx_xasprintf("FX_INVOCATION_ID=%lld", (long long) inv->id));
+		add_env(&env, &n, fx_xasprintf("FX_ATTEMPT=%d", inv->attempt));
+		add_env(&env, &n, fx_xasprintf("FX_IDEMPOTENCY_KEY=%s", inv->idem));
+		add_env(&env, &n, fx_xasprintf("FX_DEADLINE_MS=%lld", (long long) inv->deadline_ms));
+		if (inv->key)
+			add_env(&env, &n, fx_xasprintf("FX_KEY=%s", inv->key));
+	}
+	cJSON_ArrayForEach(e, user)
+		if (cJSON_IsString(e))
+		add_env(&env, &n, fx_xasprintf("%s=%s", e->string, e->valuestring));
+	return env;
+}
+
+static void
+free_strv(char **v)
+{
+	for (char **p = v; p && *p; p++)
+		free(*p);
+	free(v);
+}
+
+void
+fx_inv_free(fx_inv *inv)
+{
+	free(inv->fn);
+	free(inv->args);
+	free(inv->key);
+	free(inv->idem);
+	free(inv->hash);
+	free_strv(inv->argv);
+	cJSON_Delete(inv->options);
+	free(inv->bundle_dir);
+	cJSON_Delete(inv->result);
+	free(inv->error);
+	free(inv->detail);
+	cJSON_Delete(inv->logs);
+	free(inv);
+}
+
+/* ---------------------------------------------------------------------
+ * Simple mode
+ * --------------------------------------------------------------------- */
+
+static void
+simple_log_err(void *arg, const char *line, size_t n)
+{
+	fx_simple  *s = arg;
+
+	if (s->inv)
+		log_bounded(s->inv->ex, s->inv, "stderr", line, n);
+}
+
+static void
+simple_on_err(fx_proc *p, const char *buf, size_t n)
+{
+	fx_simple  *s = p->owner;
+
+	lines_feed(&s->err, buf, n, simple_log_err, s);
+}
+
+static void
+simple_on_out(fx_proc *p, const char *buf, size_t n)
+{
+	fx_simple  *s = p->owner;
+
+	if (s->out_overflow)
+		return;
+	if (s->out_len + n > s->max_out)
+	{
+		s->out_overflow = true;
+		fx_proc_kill(p);
+		return;
+	}
+	s->out = fx_xrealloc(s->out, s->out_len + n + 1);
+	memcpy(s->out + s->out_len, buf, n);
+	s->out_len += n;
+	s->out[s->out_len] = '\0';
+}
+
+static void
+simple_closed(fx_proc *p)
+{
+	fx_simple  *s = p->owner;
+
+	free(s->out);
+	free(s);
+}
+
+/* Decide the outcome of a simple-mode attempt from how its process ended. */
+static void
+simple_outcome(fx_simple *s, fx_inv *inv)
+{
+	fx_proc    *p = &s->proc;
+	char	   *why;
+
+	inv->cpu_ms = (p->ru.ru_utime.tv_sec + p->ru.ru_stime.tv_sec) * 1e3 +
+		(p->ru.ru_utime.tv_usec + p->ru.ru_stime.tv_usec) / 1e3;
+	inv->max_rss_kb = p->ru.ru_maxrss;
+	if (inv->cancelled)
+		return;					/* outcome already set by fx_exec_kill */
+	if (inv->timed_out)
+	{
+		why = fx_xasprintf("timed out after %d ms", inv->timeout_ms);
+		fx_inv_fail(inv, true, why, NULL);
+		free(why);
+		return;
+	}
+	if (s->out_overflow)
+	{
+		why = fx_xasprintf("bad output: result larger than %zu bytes", s->max_out);
+		fx_inv_fail(inv, true, why, NULL);
+		free(why);
+		return;
+	}
+	if (!WIFEXITED(p->status) || WEXITSTATUS(p->status) != 0)
+	{
+		char	   *detail = stderr_tail(inv);
+
+		why = fx_proc_describe(p->status);
+		fx_inv_fail(inv, true, why, detail);
+		free(why);
+		free(detail);
+		return;
+	}
+	inv->result = s->out_len == 0 || strspn(s->out, " \t\r\n") == s->out_len
+		? cJSON_CreateNull() : cJSON_ParseWithLength(s->out, s->out_len);
+	if (inv->result == NULL)
+	{
+		char	   *detail = fx_xasprintf("stdout began: %.200s", s->out);
+
+		fx_inv_fail(inv, true, "bad output: stdout is not JSON", detail);
+		free(detail);
+		return;
+	}
+	inv->finished = true;
+	inv->ok = true;
+}
+
+static void
+simple_on_exit(fx_proc *p)
+{
+	fx_simple  *s = p->owner;
+	fx_inv	   *inv = s->inv;
+
+	lines_flush(&s->err, simple_log_err, s);
+	s->inv = NULL;
+	fx_proc_close(p);
+	if (inv == NULL)
+		return;
+	simple_outcome(s, inv);
+	inv->simple = NULL;
+	finish(inv->ex, inv);
+}
+
+static void
+simple_start(fx_exec *ex, fx_inv *inv)
+{
+	fx_simple  *s = fx_xcalloc(1, sizeof(*s));
+	fx_proc_spec spec;
+	char	  **env = build_env(ex, inv);
+	char	   *why = NULL;
+
+	spec.argv = inv->argv;
+	spec.envp = env;
+	spec.cwd = inv->bundle_dir;
+	spec.session = false;
+	s->inv = inv;
+	s->max_out = ex->cfg.max_result_bytes;
+	s->proc.owner = s;
+	s->proc.on_out = simple_on_out;
+	s->proc.on_err = simple_on_err;
+	s->proc.on_exit = simple_on_exit;
+	s->proc.on_closed = simple_closed;
+	inv->start = FX_START_COLD;
+	if (fx_proc_start(ex->loop, &spec, &s->proc, &why) < 0)
+	{
+		fx_inv_fail(inv, true, why, NULL);
+		free(why);
+		free(s);
+		free_strv(env);
+		finish(ex, inv);
+		return;
+	}
+	free_strv(env);
+	inv->simple = s;
+	fx_proc_write_stdin(&s->proc, inv->args, strlen(inv->args));
+}
+
+/* ---------------------------------------------------------------------
+ * Session mode
+ * --------------------------------------------------------------------- */
+
+static int
+session_send(fx_session *s, cJSON *msg)
+{
+	char	   *body = cJSON_PrintUnformatted(msg);
+	size_t		n = strlen(body);
+	char	   *frame = fx_xmalloc(n + 4);
+	int			r;
+
+	frame[0] = (char) (n >> 24);
+	frame[1] = (char) (n >> 16);
+	frame[2] = (char) (n >> 8);
+	frame[3] = (char) n;
+	memcpy(frame + 4, body, n);
+	r = fx_proc_send(&s->proc, frame, n + 4);
+	free(frame);
+	cJSON_free(body);
+	return r;
+}
+
+static void
+session_invoke(fx_session *s)
+{
+	fx_inv	   *inv = s->inv;
+	cJSON	   *msg = cJSON_CreateObject();
+	cJSON	   *args = cJSON_Parse(inv->args);
+
+	s->state = SESSION_BUSY;
+	cJSON_AddStringToObject(msg, "type", "invoke");
+	cJSON_AddNumberToObject(msg, "id", (double) inv->id);
+	cJSON_AddStringToObject(msg, "fn", inv->fn);
+	cJSON_AddNumberToObject(msg, "version", inv->version);
+	cJSON_AddNumberToObject(msg, "attempt", inv->attempt);
+	cJSON_AddItemToObject(msg, "args", args ? args : cJSON_CreateNull());
+	if (inv->key)
+		cJSON_AddStringToObject(msg, "key", inv->key);
+	else
+		cJSON_AddNullToObject(msg, "key");
+	cJSON_AddStringToObject(msg, "idempotency_key", inv->idem);
+	cJSON_AddNumberToObject(msg, "deadline", (double) inv->deadline_ms);
+	if (session_send(s, msg) < 0)
+		session_end(s, "cannot write to the session process", NULL);
+	cJSON_Delete(msg);
+}
+
+static void
+idle_expired(uv_timer_t *t)
+{
+	fx_session *s = t->data;
+
+	fx_debug("closing idle session process of %s:%d", s->fn, s->version);
+	session_end(s, NULL, NULL);
+}
+
+/* The attempt the session ran is over; the session is idle again. */
+static void
+session_done(fx_session *s)
+{
+	fx_inv	   *inv = s->inv;
+
+	s->inv = NULL;
+	s->state = SESSION_IDLE;
+	s->last_used_ns = fx_mono_ns();
+	inv->sess = NULL;
+	uv_timer_start(&s->idle, idle_expired, s->ex->cfg.warm_ttl_ms, 0);
+	finish(s->ex, inv);
+}
+
+static void
+session_reply(fx_session *s, cJSON *msg)
+{
+	cJSON	   *inv_id = cJSON_GetObjectItem(msg, "id");
+	const char *type = cJSON_GetObjectItem(msg, "type")->valuestring;
+	fx_inv	   *inv = s->inv;
+
+	if (s->state != SESSION_BUSY || !cJSON_IsNumber(inv_id) ||
+		(int64_t) inv_id->valuedouble != inv->id)
+	{
+		session_end(s, "protocol error: a result for an invocation it was not given", NULL);
+		return;
+	}
+	if (strcmp(type, "result") == 0)
+	{
+		cJSON	   *value = cJSON_DetachItemFromObject(msg, "value");
+
+		inv->result = value ? value : cJSON_CreateNull();
+		inv->finished = true;
+		inv->ok = true;
+	}
+	else
+	{
+		cJSON	   *m = cJSON_GetObjectItem(msg, "message");
+		cJSON	   *d = cJSON_GetObjectItem(msg, "detail");
+		cJSON	   *r = cJSON_GetObjectItem(msg, "retryable");
+
+		fx_inv_fail(inv, !cJSON_IsFalse(r),
+					cJSON_IsString(m) ? m->valuestring : "function reported an error",
+					cJSON_IsString(d) ? d->valuestring : NULL);
+	}
+	session_done(s);
+}
+
+static void
+session_message(fx_session *s, const char *body, size_t n)
+{
+	cJSON	   *msg = cJSON_ParseWithLength(body, n);
+	cJSON	   *type = msg ? cJSON_GetObjectItem(msg, "type") : NULL;
+	cJSON	   *seq;
+
+	if (!cJSON_IsObject(msg) || !cJSON_IsString(type))
+		session_end(s, "protocol error: a message that is not a JSON object with a \"type\"", NULL);
+	else if (strcmp(type->valuestring, "ready") == 0 && s->state == SESSION_STARTING)
+	{
+		if (s->inv)
+			session_invoke(s);
+		else
+			s->state = SESSION_IDLE;
+	}
+	else if (strcmp(type->valuestring, "result") == 0 ||
+			 strcmp(type->valuestring, "error") == 0)
+		session_reply(s, msg);
+	else if ((seq = cJSON_GetObjectItem(msg, "seq")) != NULL && s->state == SESSION_BUSY)
+	{
+		cJSON	   *reply = cJSON_CreateObject();
+		char	   *err = fx_xasprintf("unsupported request \"%s\"", type->valuestring);
+
+		cJSON_AddStringToObject(reply, "type", "reply");
+		cJSON_AddItemToObject(reply, "seq", cJSON_Duplicate(seq, true));
+		cJSON_AddStringToObject(reply, "error", err);
+		session_send(s, reply);
+		cJSON_Delete(reply);
+		free(err);
+	}
+	else
+	{
+		char	   *why = fx_xasprintf("protocol error: unexpected message \"%s\"",
+									   type->valuestring);
+
+		session_end(s, why, NULL);
+		free(why);
+	}
+	cJSON_Delete(msg);
+}
+
+static void
+session_on_sock(fx_proc *p, const char *buf, size_t n)
+{
+	fx_session *s = p->owner;
+	size_t		off = 0;
+
+	if (s->state == SESSION_DEAD)
+		return;
+	s->rbuf = fx_xrealloc(s->rbuf, s->rlen + n);
+	memcpy(s->rbuf + s->rlen, buf, n);
+	s->rlen += n;
+	while (s->state != SESSION_DEAD && s->rlen - off >= 4)
+	{
+		const unsigned char *h = (const unsigned char *) s->rbuf + off;
+		size_t		len = ((size_t) h[0] << 24) | (h[1] << 16) | (h[2] << 8) | h[3];
+
+		if (len > FX_MAX_MESSAGE)
+		{
+			session_end(s, "protocol error: message larger than 64 MiB", NULL);
+			return;
+		}
+		if (s->rlen - off - 4 < len)
+			break;
+		session_message(s, s->rbuf + off + 4, len);
+		off += 4 + len;
+	}
+	if (s->state == SESSION_DEAD)
+		return;
+	memmove(s->rbuf, s->rbuf + off, s->rlen - off);
+	s->rlen -= off;
+}
+
+static void
+session_log(fx_session *s, const char *stream, const char *line, size_t n)
+{
+	if (s->inv)
+		log_bounded(s->ex, s->inv, stream, line, n);
+	else
+		fx_debug("%s:%d %s: %.*s", s->fn, s->version, stream, (int) n, line);
+}
+
+static void
+session_log_out(void *arg, const char *line, size_t n)
+{
+	session_log(arg, "stdout", line, n);
+}
+
+static void
+session_log_err(void *arg, const char *line, size_t n)
+{
+	session_log(arg, "stderr", line, n);
+}
+
+static void
+session_on_out(fx_proc *p, const char *buf, size_t n)
+{
+	fx_session *s = p->owner;
+
+	lines_feed(&s->out, buf, n, session_log_out, s);
+}
+
+static void
+session_on_err(fx_proc *p, const char *buf, size_t n)
+{
+	fx_session *s = p->owner;
+
+	lines_feed(&s->err, buf, n, session_log_err, s);
+}
+
+static void
+session_on_exit(fx_proc *p)
+{
+	fx_session *s = p->owner;
+	char	   *why;
+
+	lines_flush(&s->out, session_log_out, s);
+	lines_flush(&s->err, session_log_err, s);
+	why = fx_proc_describe(p->status);
+	if (s->inv)
+	{
+		char	   *msg = fx_xasprintf("session process ended: %s", why);
+		char	   *detail = stderr_tail(s->inv);
+
+		session_end(s, msg, detail);
+		free(msg);
+		free(detail);
+	}
+	else
+		session_end(s, NULL, NULL);
+	free(why);
+}
+
+static void
+session_freed(uv_handle_t *h)
+{
+	fx_session *s = h->data;
+
+	s->ex->closing--;
+	free(s->rbuf);
+	free(s->fn);
+	free(s);
+}
+
+static void
+session_proc_closed(fx_proc *p)
+{
+	fx_session *s = p->owner;
+
+	uv_close((uv_handle_t *) &s->idle, session_freed);
+}
+
+static void
+unlink_session(fx_session *s)
+{
+	fx_exec    *ex = s->ex;
+
+	for (fx_session **pp = &ex->sessions; *pp; pp = &(*pp)->next)
+		if (*pp == s)
+		{
+			*pp = s->next;
+			ex->nsessions--;
+			break;
+		}
+}
+
+/*
+ * The session is over: fail the attempt it held (why says how), take it
+ * out of the pool and close its process.
+ */
+static void
+session_end(fx_session *s, const char *why, const char *detail)
+{
+	fx_inv	   *inv = s->inv;
+
+	if (s->state == SESSION_DEAD)
+		return;
+	s->state = SESSION_DEAD;
+	s->inv = NULL;
+	uv_timer_stop(&s->idle);
+	unlink_session(s);
+	s->ex->closing++;
+	if (inv)
+	{
+		inv->sess = NULL;
+		inv->cpu_ms = (s->proc.ru.ru_utime.tv_sec + s->proc.ru.ru_stime.tv_sec) * 1e3 +
+			(s->proc.ru.ru_utime.tv_usec + s->proc.ru.ru_stime.tv_usec) / 1e3;
+		inv->max_rss_kb = s->proc.ru.ru_maxrss;
+		if (!inv->cancelled)
+		{
+			if (inv->timed_out)
+			{
+				char	   *msg = fx_xasprintf("timed out after %d ms", inv->timeout_ms);
+
+				fx_inv_fail(inv, true, msg, NULL);
+				free(msg);
+			}
+			else
+				fx_inv_fail(inv, true, why ? why : "session process ended", detail);
+		}
+		fx_proc_close(&s->proc);
+		finish(s->ex, inv);
+		return;
+	}
+	fx_proc_close(&s->proc);
+}
+
+/* Make room in a full pool by ending the least recently used idle session. */
+static bool
+evict_one(fx_exec *ex)
+{
+	fx_session *victim = NULL;
+
+	for (fx_session *s = ex->sessions; s; s = s->next)
+		if (s->state == SESSION_IDLE &&
+			(victim == NULL || s->last_used_ns < victim->last_used_ns))
+			victim = s;
+	if (victim == NULL)
+		return false;
+	session_end(victim, NULL, NULL);
+	return true;
+}
+
+static fx_session *
+session_new(fx_exec *ex, fx_inv *inv, char **why)
+{
+	fx_session *s = fx_xcalloc(1, sizeof(*s));
+	fx_proc_spec spec;
+	char	  **env = build_env(ex, inv);
+	int			r;
+
+	spec.argv = inv->argv;
+	spec.envp = env;
+	spec.cwd = inv->bundle_dir;
+	spec.session = true;
+	s->ex = ex;
+	s->fn = fx_xstrdup(inv->fn);
+	s->version = inv->version;
+	s->state = SESSION_STARTING;
+	s->proc.owner = s;
+	s->proc.on_out = session_on_out;
+	s->proc.on_err = session_on_err;
+	s->proc.on_sock = session_on_sock;
+	s->proc.on_exit = session_on_exit;
+	s->proc.on_closed = session_proc_closed;
+	r = fx_proc_start(ex->loop, &spec, &s->proc, why);
+	free_strv(env);
+	if (r < 0)
+	{
+		free(s->fn);
+		free(s);
+		return NULL;
+	}
+	uv_timer_init(ex->loop, &s->idle);
+	s->idle.data = s;
+	s->next = ex->sessions;
+	ex->sessions = s;
+	ex->nsessions++;
+	return s;
+}
+
+static void
+session_start(fx_exec *ex, fx_inv *inv)
+{
+	fx_session *s;
+	char	   *why = NULL;
+
+	for (s = ex->sessions; s; s = s->next)
+		if (s->state == SESSION_IDLE && s->version == inv->version &&
+			strcmp(s->fn, inv->fn) == 0)
+			break;
+	if (s)
+	{
+		uv_timer_stop(&s->idle);
+		inv->start = FX_START_WARM;
+		inv->sess = s;
+		s->inv = inv;
+		session_invoke(s);
+		return;
+	}
+	while (ex->nsessions >= ex->cfg.max_sessions && evict_one(ex))
+		;
+	inv->start = FX_START_COLD;
+	s = session_new(ex, inv, &why);
+	if (s == NULL)
+	{
+		fx_inv_fail(inv, true, why, NULL);
+		free(why);
+		finish(ex, inv);
+		return;
+	}
+	inv->sess = s;
+	s->inv = inv;				/* sent when the process says "ready" */
+}
+
+/* ---------------------------------------------------------------------
+ * Public
+ * --------------------------------------------------------------------- */
+
+void
+fx_exec_init(fx_exec *ex, uv_loop_t *loop, const fx_exec_config *cfg)
+{
+	memset(ex, 0, sizeof(*ex));
+	ex->loop = loop;
+	ex->cfg = *cfg;
+}
+
+static void
+deadline_cb(uv_timer_t *t)
+{
+	fx_inv	   *inv = t->data;
+
+	inv->timed_out = true;
+	fx_log(FX_LOG_INFO, inv->id, "timed out after %d ms, killing it", inv->timeout_ms);
+	if (inv->simple)
+		fx_proc_kill(&inv->simple->proc);
+	else if (inv->sess)
+		session_end(inv->sess, NULL, NULL);
+}
+
+void
+fx_exec_start(fx_exec *ex, fx_inv *inv)
+{
+	inv->ex = ex;
+	inv->started_ns = fx_mono_ns();
+	inv->deadline_ms = fx_now_ms() + inv->timeout_ms;
+	uv_timer_init(ex->loop, &inv->timer);
+	inv->timer.data = inv;
+	inv->timer_open = true;
+	uv_timer_start(&inv->timer, deadline_cb, inv->timeout_ms, 0);
+	if (inv->session)
+		session_start(ex, inv);
+	else
+		simple_start(ex, inv);
+}
+
+void
+fx_exec_kill(fx_exec *ex, fx_inv *inv, const char *why)
+{
+	(void) ex;
+	if (inv->finished || inv->cancelled)
+		return;
+	inv->cancelled = true;
+	fx_inv_fail(inv, true, why, NULL);
+	if (inv->simple)
+		fx_proc_kill(&inv->simple->proc);
+	else if (inv->sess)
+		session_end(inv->sess, why, NULL);
+}
+
+void
+fx_exec_shutdown(fx_exec *ex)
+{
+	while (ex->sessions)
+		session_end(ex->sessions, "worker stopping", NULL);
+}

@@ -1,0 +1,116 @@
+/*
+ * fx_exec.h: running one attempt of an invocation.
+ *
+ * An attempt runs either in a process of its own (simple mode) or in a warm
+ * session process taken from the pool (session mode).  Either way the
+ * attempt ends exactly once, through the exec's on_done callback, with its
+ * outcome filled in; the process side is cleaned up independently.
+ */
+#ifndef FX_EXEC_H
+#define FX_EXEC_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+#include <uv.h>
+
+typedef struct fx_exec fx_exec;
+typedef struct fx_session fx_session;
+typedef struct fx_simple fx_simple;
+
+typedef enum fx_start_kind
+{
+	FX_START_COLD,				/* a new process */
+	FX_START_WARM				/* a warm session process */
+} fx_start_kind;
+
+typedef struct fx_inv
+{
+	/* from the claim */
+	int64_t		id;
+	int			epoch;
+	int			attempt;
+	char	   *fn;
+	int			version;
+	char	   *args;			/* JSON text */
+	char	   *key;			/* NULL if unkeyed */
+	char	   *idem;			/* idempotency key */
+	char	   *hash;			/* bundle hash */
+	char	  **argv;			/* NULL-terminated command */
+	bool		session;		/* protocol mode */
+	int			timeout_ms;
+	int			memory_mb;
+	cJSON	   *options;		/* normalised deploy options */
+
+	/* while running */
+	fx_exec    *ex;
+	char	   *bundle_dir;
+	int64_t		deadline_ms;
+	uint64_t	started_ns;
+	uv_timer_t	timer;
+	bool		timer_open;
+	bool		timed_out;
+	bool		cancelled;
+	fx_start_kind start;
+	fx_simple  *simple;
+	fx_session *sess;
+
+	/* outcome */
+	bool		finished;
+	bool		ok;
+	cJSON	   *result;
+	char	   *error;
+	char	   *detail;
+	bool		retryable;
+	double		wall_ms;
+	double		cpu_ms;
+	long		max_rss_kb;
+	cJSON	   *logs;			/* [[ms, stream, line], ...] */
+	size_t		log_bytes;
+	bool		log_truncated;
+
+	struct fx_inv *next;		/* the worker's list */
+	void	   *data;
+} fx_inv;
+
+typedef struct fx_exec_config
+{
+	size_t		max_log_bytes;	/* per attempt */
+	size_t		max_result_bytes;
+	int			warm_ttl_ms;	/* idle session processes live this long */
+	int			max_sessions;	/* warm processes in total */
+	const char *python_path;	/* directory of fx.py */
+} fx_exec_config;
+
+struct fx_exec
+{
+	uv_loop_t  *loop;
+	fx_exec_config cfg;
+	fx_session *sessions;		/* pool, most recently used first */
+	int			nsessions;
+	int			closing;		/* session processes still being closed */
+	void		(*on_done) (fx_inv *inv);
+	void	   *data;
+};
+
+void		fx_exec_init(fx_exec *ex, uv_loop_t *loop, const fx_exec_config *cfg);
+
+/* Run the attempt; inv->bundle_dir must be set.  Ends in ex->on_done. */
+void		fx_exec_start(fx_exec *ex, fx_inv *inv);
+
+/* End a running attempt early (cancelled, or the worker is stopping). */
+void		fx_exec_kill(fx_exec *ex, fx_inv *inv, const char *why);
+
+/* Close every warm session process. */
+void		fx_exec_shutdown(fx_exec *ex);
+
+/* Failing an attempt that never started (e.g. its bundle is missing). */
+void		fx_inv_fail(fx_inv *inv, bool retryable, const char *error,
+						const char *detail);
+void		fx_inv_free(fx_inv *inv);
+
+/* Keep a log line of the attempt (bounded). */
+void		fx_inv_log(fx_inv *inv, const char *stream, const char *line, size_t n);
+
+#endif							/* FX_EXEC_H */

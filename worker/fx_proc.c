@@ -1,0 +1,419 @@
+/*
+ * fx_proc.c: clone the function's process and own its handles.
+ *
+ * The code between clone and execve runs in the child of a process that
+ * libuv may have made multi-threaded, so it makes only async-signal-safe
+ * system calls: no malloc, no logging.  A failure writes errno to a
+ * close-on-exec pipe and exits with 127; the parent reads end of file as
+ * "execve succeeded".
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/sched.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "fx/fx_common.h"
+#include "fx_log.h"
+#include "fx_proc.h"
+
+#define DRAIN_MS 200			/* wait for pipes to drain after exit */
+
+typedef struct write_req
+{
+	uv_write_t	req;
+	char	   *buf;
+} write_req;
+
+/* Which step of the child's set-up failed, sent with errno. */
+enum child_step
+{
+	STEP_DUP,
+	STEP_CHDIR,
+	STEP_EXEC
+};
+
+static const char *const step_names[] = {"set up file descriptors", "enter directory", "execute"};
+
+static void
+child_fail(int errfd, int step)
+{
+	int			msg[2] = {step, errno};
+
+	(void) !write(errfd, msg, sizeof(msg));
+	_exit(127);
+}
+
+/* In the child: fds[0..3] become 0..3 (fds[3] may be -1). */
+static void
+child_main(const fx_proc_spec *spec, const char *path, int fds[4], int errfd)
+{
+	sigset_t	all;
+	int			high[4];
+
+	sigemptyset(&all);
+	for (int sig = 1; sig < NSIG; sig++)
+		signal(sig, SIG_DFL);
+	sigprocmask(SIG_SETMASK, &all, NULL);
+	setsid();
+	for (int i = 0; i < 4; i++)
+	{
+		high[i] = -1;
+		if (fds[i] >= 0 && (high[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, 16)) < 0)
+			child_fail(errfd, STEP_DUP);
+	}
+	for (int i = 0; i < 4; i++)
+		if (high[i] >= 0 && dup2(high[i], i) < 0)
+			child_fail(errfd, STEP_DUP);
+	if (syscall(SYS_close_range, high[3] >= 0 ? 4 : 3, ~0U, CLOSE_RANGE_CLOEXEC) < 0)
+		child_fail(errfd, STEP_DUP);
+	if (spec->cwd && chdir(spec->cwd) < 0)
+		child_fail(errfd, STEP_CHDIR);
+	execve(path, spec->argv, spec->envp);
+	child_fail(errfd, STEP_EXEC);
+}
+
+static char *
+resolve(const char *prog, const char *cwd, char **envp)
+{
+	const char *path = "/usr/local/bin:/usr/bin:/bin";
+
+	if (strchr(prog, '/'))
+		return prog[0] == '/' || cwd == NULL ? fx_xstrdup(prog)
+			: fx_xasprintf("%s/%s", cwd, prog);
+	for (char **e = envp; e && *e; e++)
+		if (strncmp(*e, "PATH=", 5) == 0)
+			path = *e + 5;
+	while (*path)
+	{
+		size_t		len = strcspn(path, ":");
+		char	   *cand = fx_xasprintf("%.*s/%s", (int) len, path, prog);
+
+		if (access(cand, X_OK) == 0)
+			return cand;
+		free(cand);
+		path += len;
+		if (*path == ':')
+			path++;
+	}
+	return NULL;
+}
+
+static pid_t
+clone_pidfd(int *pidfd)
+{
+	struct clone_args args;
+
+	memset(&args, 0, sizeof(args));
+	args.flags = CLONE_PIDFD;
+	args.pidfd = (uint64_t) (uintptr_t) pidfd;
+	args.exit_signal = SIGCHLD;
+	return (pid_t) syscall(SYS_clone3, &args, sizeof(args));
+}
+
+static void
+close_fds(int *fds, int n)
+{
+	for (int i = 0; i < n; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+}
+
+static void handle_closed(uv_handle_t *h);
+static void maybe_report(fx_proc *p);
+
+static void
+alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+	(void) h;
+	buf->base = fx_xmalloc(suggested);
+	buf->len = suggested;
+}
+
+static void
+read_out(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+	fx_proc    *p = s->data;
+
+	if (n > 0 && p->on_out)
+		p->on_out(p, buf->base, n);
+	free(buf->base);
+	if (n < 0)
+	{
+		uv_read_stop(s);
+		p->out_eof = true;
+		maybe_report(p);
+	}
+}
+
+static void
+read_err(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+	fx_proc    *p = s->data;
+
+	if (n > 0 && p->on_err)
+		p->on_err(p, buf->base, n);
+	free(buf->base);
+	if (n < 0)
+	{
+		uv_read_stop(s);
+		p->err_eof = true;
+		maybe_report(p);
+	}
+}
+
+static void
+read_sock(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+	fx_proc    *p = s->data;
+
+	if (n > 0 && p->on_sock)
+		p->on_sock(p, buf->base, n);
+	free(buf->base);
+	if (n < 0)
+	{
+		uv_read_stop(s);
+		if (p->on_sock_eof)
+			p->on_sock_eof(p);
+	}
+}
+
+static void
+drain_timeout(uv_timer_t *t)
+{
+	fx_proc    *p = t->data;
+
+	p->out_eof = p->err_eof = true;	/* a grandchild kept a pipe open */
+	maybe_report(p);
+}
+
+static void
+on_exited(uv_poll_t *h, int status, int events)
+{
+	fx_proc    *p = h->data;
+
+	(void) status;
+	(void) events;
+	if (wait4(p->pid, &p->status, WNOHANG, &p->ru) != p->pid)
+		return;
+	p->exited = true;
+	uv_poll_stop(h);
+	kill(-p->pid, SIGKILL);		/* nothing of the tree outlives it */
+	uv_timer_start(&p->drain, drain_timeout, DRAIN_MS, 0);
+	maybe_report(p);
+}
+
+static void
+maybe_report(fx_proc *p)
+{
+	if (p->reported || !p->exited || !p->out_eof || !p->err_eof)
+		return;
+	p->reported = true;
+	uv_timer_stop(&p->drain);
+	if (p->on_exit)
+		p->on_exit(p);
+}
+
+static void
+open_pipe(fx_proc *p, uv_pipe_t *pipe, int fd)
+{
+	uv_pipe_init(p->loop, pipe, 0);
+	uv_pipe_open(pipe, fd);
+	pipe->data = p;
+	p->handles++;
+}
+
+int
+fx_proc_start(uv_loop_t *loop, const fx_proc_spec *spec, fx_proc *p, char **why)
+{
+	int			in[2],
+				out[2],
+				err[2],
+				sock[2] = {-1, -1},
+				ep[2];
+	int			fds[4];
+	int			msg[2];
+	char	   *path;
+	ssize_t		n;
+
+	p->loop = loop;
+	p->pidfd = -1;
+	path = resolve(spec->argv[0], spec->cwd, spec->envp);
+	if (path == NULL)
+	{
+		*why = fx_xasprintf("command \"%s\" not found", spec->argv[0]);
+		return -ENOENT;
+	}
+	if (pipe2(in, O_CLOEXEC) < 0 || pipe2(out, O_CLOEXEC) < 0 ||
+		pipe2(err, O_CLOEXEC) < 0 || pipe2(ep, O_CLOEXEC) < 0 ||
+		(spec->session && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sock) < 0))
+	{
+		*why = fx_xasprintf("cannot create pipes: %s", strerror(errno));
+		free(path);
+		return -errno;
+	}
+	fds[0] = in[0];
+	fds[1] = out[1];
+	fds[2] = err[1];
+	fds[3] = sock[1];
+	p->pid = clone_pidfd(&p->pidfd);
+	if (p->pid == 0)
+		child_main(spec, path, fds, ep[1]);
+	free(path);
+	close(ep[1]);
+	close_fds(fds, 4);
+	if (p->pid < 0)
+	{
+		*why = fx_xasprintf("cannot start process: %s", strerror(errno));
+		close_fds((int[]) {in[1], out[0], err[0], sock[0], ep[0]}, 5);
+		return -errno;
+	}
+	while ((n = read(ep[0], msg, sizeof(msg))) < 0 && errno == EINTR)
+		;
+	close(ep[0]);
+	if (n == sizeof(msg))
+	{
+		*why = fx_xasprintf("cannot %s \"%s\": %s", step_names[msg[0]],
+							msg[0] == STEP_CHDIR ? spec->cwd : spec->argv[0], strerror(msg[1]));
+		waitpid(p->pid, NULL, 0);
+		close_fds((int[]) {in[1], out[0], err[0], sock[0], p->pidfd}, 5);
+		return -msg[1];
+	}
+
+	p->started_ns = fx_mono_ns();
+	open_pipe(p, &p->in, in[1]);
+	p->in_open = true;
+	open_pipe(p, &p->out, out[0]);
+	open_pipe(p, &p->err, err[0]);
+	uv_read_start((uv_stream_t *) &p->out, alloc_cb, read_out);
+	uv_read_start((uv_stream_t *) &p->err, alloc_cb, read_err);
+	if (spec->session)
+	{
+		open_pipe(p, &p->sock, sock[0]);
+		p->has_sock = true;
+		uv_read_start((uv_stream_t *) &p->sock, alloc_cb, read_sock);
+	}
+	uv_poll_init(loop, &p->exitw, p->pidfd);
+	p->exitw.data = p;
+	p->handles++;
+	uv_poll_start(&p->exitw, UV_READABLE, on_exited);
+	uv_timer_init(loop, &p->drain);
+	p->drain.data = p;
+	p->handles++;
+	return 0;
+}
+
+static void
+write_done(uv_write_t *req, int status)
+{
+	write_req  *w = (write_req *) req;
+
+	(void) status;				/* a dead reader shows up as its exit */
+	free(w->buf);
+	free(w);
+}
+
+static int
+write_to(uv_stream_t *s, const char *buf, size_t n)
+{
+	write_req  *w = fx_xmalloc(sizeof(*w));
+	uv_buf_t	b;
+	int			r;
+
+	w->buf = fx_xmalloc(n);
+	memcpy(w->buf, buf, n);
+	b = uv_buf_init(w->buf, n);
+	r = uv_write(&w->req, s, &b, 1, write_done);
+	if (r < 0)
+	{
+		free(w->buf);
+		free(w);
+	}
+	return r;
+}
+
+static void
+close_in(fx_proc *p)
+{
+	if (p->in_open)
+	{
+		p->in_open = false;
+		uv_close((uv_handle_t *) &p->in, handle_closed);
+	}
+}
+
+void
+fx_proc_write_stdin(fx_proc *p, const char *buf, size_t n)
+{
+	if (p->in_open && n > 0)
+		write_to((uv_stream_t *) &p->in, buf, n);
+	close_in(p);				/* waits for pending writes, then EOF */
+}
+
+int
+fx_proc_send(fx_proc *p, const char *buf, size_t n)
+{
+	if (!p->has_sock || p->closing)
+		return UV_EPIPE;
+	return write_to((uv_stream_t *) &p->sock, buf, n);
+}
+
+void
+fx_proc_kill(fx_proc *p)
+{
+	if (!p->exited)
+	{
+		kill(-p->pid, SIGKILL);
+		kill(p->pid, SIGKILL);
+	}
+}
+
+static void
+handle_closed(uv_handle_t *h)
+{
+	fx_proc    *p = h->data;
+
+	if (h == (uv_handle_t *) &p->exitw)
+		close(p->pidfd);
+	if (--p->handles == 0 && p->on_closed)
+		p->on_closed(p);
+}
+
+void
+fx_proc_close(fx_proc *p)
+{
+	if (p->closing)
+		return;
+	p->closing = true;
+	fx_proc_kill(p);
+	if (!p->exited)
+	{
+		/* Reap synchronously: SIGKILL cannot be ignored, so this is short. */
+		if (wait4(p->pid, &p->status, 0, &p->ru) == p->pid)
+			p->exited = true;
+	}
+	close_in(p);
+	uv_close((uv_handle_t *) &p->out, handle_closed);
+	uv_close((uv_handle_t *) &p->err, handle_closed);
+	if (p->has_sock)
+		uv_close((uv_handle_t *) &p->sock, handle_closed);
+	uv_close((uv_handle_t *) &p->exitw, handle_closed);
+	uv_close((uv_handle_t *) &p->drain, handle_closed);
+}
+
+char *
+fx_proc_describe(int status)
+{
+	if (WIFEXITED(status))
+		return fx_xasprintf("exit status %d", WEXITSTATUS(status));
+	if (WIFSIGNALED(status))
+		return fx_xasprintf("killed by signal %d (%s)", WTERMSIG(status),
+							strsignal(WTERMSIG(status)));
+	return fx_xasprintf("ended with wait status %d", status);
+}

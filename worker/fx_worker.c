@@ -1,0 +1,672 @@
+/*
+ * fx_worker.c: claim invocations, run them, finish them; one libuv loop.
+ *
+ * The worker holds one database connection (fx_db).  It claims batches of
+ * runnable invocations with fx.claim() when woken by NOTIFY fx_wake, when
+ * a slot frees after a full batch, when a delayed invocation comes due, and
+ * on a slow fallback tick.  Finished attempts are sent to fx.finish() in
+ * batches: while one batch is in flight the next one collects, so under
+ * load a round trip carries many completions.  Every finish is fenced by
+ * the lease (owner, epoch), so it is safe to send again after a lost
+ * connection; a lease taken over meanwhile simply refuses it.
+ *
+ * Liveness: the worker's session carries application_name = owner, and
+ * fx.reap() (run by every worker on its tick) requeues the leases of any
+ * session that is gone, so a worker killed with SIGKILL has its attempts
+ * run again within about a tick.  After a reconnect the worker re-adopts
+ * its leases first (fx.adopt) so that the new session owns them.
+ *
+ * SIGTERM or SIGINT drains: no more claims, running attempts finish and are
+ * recorded, then the worker exits.  A second signal gives the running
+ * invocations back (fx.release) and exits at once.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "fx_bundle.h"
+#include "fx_db.h"
+#include "fx_log.h"
+#include "fx_worker.h"
+
+typedef struct fx_worker
+{
+	uv_loop_t	loop;
+	fx_worker_config cfg;
+	char		owner[64];
+	fx_db		db;
+	fx_exec		ex;
+	uv_timer_t	tick;
+	uv_timer_t	due;
+	uv_signal_t sigterm;
+	uv_signal_t sigint;
+	unsigned	ticks;
+	fx_inv	   *active;			/* claimed and not yet finished */
+	int			nactive;
+	fx_inv	   *done;			/* finished, waiting to be sent */
+	fx_inv	   *sending;		/* in the fx.finish in flight */
+	bool		claiming;
+	bool		want_claim;		/* there may be more to claim */
+	bool		reaping;
+	bool		draining;
+	bool		stopping;		/* closing handles */
+	bool		db_closed;
+	int			exit_code;
+} fx_worker;
+
+static void claim(fx_worker *w);
+static void flush_done(fx_worker *w);
+static void maybe_stop(fx_worker *w);
+
+static fx_worker *
+worker_of(fx_db *db)
+{
+	return db->data;
+}
+
+/* ---------------------------------------------------------------------
+ * Finishing
+ * --------------------------------------------------------------------- */
+
+static cJSON *
+finish_item(fx_inv *inv)
+{
+	cJSON	   *it = cJSON_CreateObject();
+
+	cJSON_AddNumberToObject(it, "id", (double) inv->id);
+	cJSON_AddNumberToObject(it, "epoch", inv->epoch);
+	cJSON_AddBoolToObject(it, "ok", inv->ok);
+	if (inv->ok)
+		cJSON_AddItemReferenceToObject(it, "result", inv->result);
+	else
+	{
+		cJSON_AddStringToObject(it, "error", inv->error ? inv->error : "failed");
+		if (inv->detail)
+			cJSON_AddStringToObject(it, "detail", inv->detail);
+		cJSON_AddBoolToObject(it, "retryable", inv->retryable);
+	}
+	cJSON_AddNumberToObject(it, "wall_ms", inv->wall_ms);
+	cJSON_AddNumberToObject(it, "cpu_ms", inv->cpu_ms);
+	cJSON_AddNumberToObject(it, "max_rss_kb", (double) inv->max_rss_kb);
+	if (inv->logs)
+		cJSON_AddItemReferenceToObject(it, "logs", inv->logs);
+	return it;
+}
+
+static void
+free_list(fx_inv *l)
+{
+	while (l)
+	{
+		fx_inv	   *next = l->next;
+
+		fx_inv_free(l);
+		l = next;
+	}
+}
+
+static void
+finished_cb(fx_db *db, PGresult *res, void *arg)
+{
+	fx_worker  *w = worker_of(db);
+	fx_inv	   *sent = w->sending;
+
+	(void) arg;
+	w->sending = NULL;
+	if (res == NULL)
+	{
+		/* Lost connection: send them again after reconnecting. */
+		fx_inv	  **tail = &sent;
+
+		while (*tail)
+			tail = &(*tail)->next;
+		*tail = w->done;
+		w->done = sent;
+		maybe_stop(w);
+		return;
+	}
+	if (PQresultStatus(res) != PGRES_TUPLES_OK)
+		fx_err("recording %s failed, leaving them to lease recovery: %s",
+			   "finished invocations", fx_db_error(res));
+	else if (PQntuples(res) > 0 || sent)
+	{
+		int			accepted = PQntuples(res);
+		int			total = 0;
+
+		for (fx_inv *i = sent; i; i = i->next)
+			total++;
+		if (accepted < total)
+			fx_info("%d of %d finished invocations were no longer ours (lease moved on)",
+					total - accepted, total);
+	}
+	free_list(sent);
+	flush_done(w);
+	maybe_stop(w);
+}
+
+/* Send everything finished so far in one fx.finish(), unless one is in flight. */
+static void
+flush_done(fx_worker *w)
+{
+	cJSON	   *items;
+	char	   *json;
+	char		backoff[16];
+	const char *params[3];
+
+	if (w->sending || w->done == NULL || w->db.state != FX_DB_READY)
+		return;
+	items = cJSON_CreateArray();
+	for (fx_inv *i = w->done; i; i = i->next)
+		cJSON_AddItemToArray(items, finish_item(i));
+	json = cJSON_PrintUnformatted(items);
+	cJSON_Delete(items);
+	snprintf(backoff, sizeof(backoff), "%d", w->cfg.backoff_ms);
+	params[0] = w->owner;
+	params[1] = json;
+	params[2] = backoff;
+	w->sending = w->done;
+	w->done = NULL;
+	fx_db_query_params(&w->db, "SELECT fx.finish($1, $2::jsonb, $3::int)", 3, params,
+					   finished_cb, NULL);
+	cJSON_free(json);
+}
+
+static void
+unlink_active(fx_worker *w, fx_inv *inv)
+{
+	for (fx_inv **pp = &w->active; *pp; pp = &(*pp)->next)
+		if (*pp == inv)
+		{
+			*pp = inv->next;
+			w->nactive--;
+			return;
+		}
+}
+
+/* An attempt is over (exec's on_done): queue its finish, free its slot. */
+static void
+attempt_done(fx_inv *inv)
+{
+	fx_worker  *w = inv->ex->data;
+
+	unlink_active(w, inv);
+	if (inv->ok)
+		fx_log(FX_LOG_DEBUG, inv->id, "succeeded in %.1f ms", inv->wall_ms);
+	else
+		fx_log(FX_LOG_INFO, inv->id, "attempt %d failed: %s", inv->attempt,
+			   inv->error ? inv->error : "?");
+	if (w->stopping)
+	{
+		fx_inv_free(inv);		/* given back with fx.release */
+		maybe_stop(w);
+		return;
+	}
+	inv->next = w->done;
+	w->done = inv;
+	flush_done(w);
+	if (w->want_claim)
+		claim(w);
+	maybe_stop(w);
+}
+
+/* ---------------------------------------------------------------------
+ * Claiming
+ * --------------------------------------------------------------------- */
+
+static char *
+field(PGresult *res, int row, int col)
+{
+	return PQgetisnull(res, row, col) ? NULL : fx_xstrdup(PQgetvalue(res, row, col));
+}
+
+static char **
+parse_command(const char *json)
+{
+	cJSON	   *arr = cJSON_Parse(json);
+	int			n = cJSON_GetArraySize(arr);
+	char	  **argv = fx_xcalloc(n + 1, sizeof(char *));
+	int			i = 0;
+	cJSON	   *e;
+
+	cJSON_ArrayForEach(e, arr)
+		argv[i++] = fx_xstrdup(cJSON_IsString(e) ? e->valuestring : "");
+	cJSON_Delete(arr);
+	return argv;
+}
+
+static fx_inv *
+inv_from_row(PGresult *res, int row)
+{
+	fx_inv	   *inv = fx_xcalloc(1, sizeof(*inv));
+	char	   *mode;
+
+	inv->id = strtoll(PQgetvalue(res, row, 0), NULL, 10);
+	inv->epoch = atoi(PQgetvalue(res, row, 1));
+	inv->fn = field(res, row, 2);
+	inv->version = atoi(PQgetvalue(res, row, 3));
+	inv->args = field(res, row, 4);
+	inv->key = field(res, row, 5);
+	inv->attempt = atoi(PQgetvalue(res, row, 6));
+	inv->idem = field(res, row, 7);
+	inv->hash = field(res, row, 8);
+	inv->argv = parse_command(PQgetvalue(res, row, 9));
+	mode = PQgetvalue(res, row, 10);
+	inv->session = strcmp(mode, "session") == 0;
+	inv->memory_mb = atoi(PQgetvalue(res, row, 11));
+	inv->timeout_ms = atoi(PQgetvalue(res, row, 12));
+	inv->options = cJSON_Parse(PQgetvalue(res, row, 13));
+	return inv;
+}
+
+static void
+fail_now(fx_worker *w, fx_inv *inv, const char *why)
+{
+	fx_log(FX_LOG_WARN, inv->id, "cannot run: %s", why);
+	fx_inv_fail(inv, true, why, NULL);
+	inv->ex = &w->ex;
+	attempt_done(inv);
+}
+
+static void
+run(fx_worker *w, fx_inv *inv)
+{
+	if (w->stopping)
+	{
+		unlink_active(w, inv);
+		fx_inv_free(inv);
+		maybe_stop(w);
+		return;
+	}
+	fx_log(FX_LOG_DEBUG, inv->id, "running %s:%d attempt %d", inv->fn,
+		   inv->version, inv->attempt);
+	fx_exec_start(&w->ex, inv);
+}
+
+static void
+bundle_cb(fx_db *db, PGresult *res, void *arg)
+{
+	fx_worker  *w = worker_of(db);
+	fx_inv	   *inv = arg;
+	char	   *why = NULL;
+
+	if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 ||
+		PQgetisnull(res, 0, 0))
+	{
+		fail_now(w, inv, res ? "cannot fetch the code bundle" : "cannot fetch the code bundle: connection lost");
+		return;
+	}
+	if (fx_bundle_unpack(w->cfg.cache_dir, inv->hash, PQgetvalue(res, 0, 0),
+						 PQgetlength(res, 0, 0), &why) < 0)
+	{
+		fail_now(w, inv, why);
+		free(why);
+		return;
+	}
+	inv->bundle_dir = fx_bundle_path(w->cfg.cache_dir, inv->hash);
+	if (inv->bundle_dir == NULL)
+		fail_now(w, inv, "bundle vanished from the cache");
+	else
+		run(w, inv);
+}
+
+/* Start a claimed invocation: find its bundle, fetching it if needed. */
+static void
+start(fx_worker *w, fx_inv *inv)
+{
+	char		version[16];
+	const char *params[2];
+
+	inv->ex = &w->ex;
+	inv->next = w->active;
+	w->active = inv;
+	w->nactive++;
+	inv->bundle_dir = fx_bundle_path(w->cfg.cache_dir, inv->hash);
+	if (inv->bundle_dir)
+	{
+		run(w, inv);
+		return;
+	}
+	snprintf(version, sizeof(version), "%d", inv->version);
+	params[0] = inv->fn;
+	params[1] = version;
+	fx_db_query_binary(&w->db, "SELECT fx.bundle($1, $2::int)", 2, params, bundle_cb, inv);
+}
+
+static void
+due_cb(uv_timer_t *t)
+{
+	fx_worker  *w = t->data;
+
+	w->want_claim = true;
+	claim(w);
+}
+
+static void
+next_due_cb(fx_db *db, PGresult *res, void *arg)
+{
+	fx_worker  *w = worker_of(db);
+	double		ms;
+
+	(void) arg;
+	if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK || PQgetisnull(res, 0, 0))
+		return;
+	ms = atof(PQgetvalue(res, 0, 0));
+	if (ms < 5)
+		ms = 5;					/* due rows another worker holds: look again soon */
+	if (ms > w->cfg.poll_ms * w->cfg.claim_every)
+		return;					/* the fallback tick comes first */
+	uv_timer_start(&w->due, due_cb, (uint64_t) ms, 0);
+}
+
+static void
+claimed_cb(fx_db *db, PGresult *res, void *arg)
+{
+	fx_worker  *w = worker_of(db);
+	int			asked = (int) (intptr_t) arg;
+	int			n;
+
+	w->claiming = false;
+	if (res == NULL)
+		return;					/* reconnect claims again */
+	if (PQresultStatus(res) != PGRES_TUPLES_OK)
+	{
+		fx_err("claim failed: %s", fx_db_error(res));
+		return;
+	}
+	n = PQntuples(res);
+	for (int i = 0; i < n; i++)
+		start(w, inv_from_row(res, i));
+	if (n < asked)
+	{
+		w->want_claim = false;
+		fx_db_query_params(db, "SELECT extract(epoch FROM fx.next_due() - now()) * 1000",
+						   0, NULL, next_due_cb, NULL);
+	}
+	else
+		claim(w);
+}
+
+static void
+claim(fx_worker *w)
+{
+	char		n[16];
+	const char *params[2];
+	int			free_slots = w->cfg.concurrency - w->nactive;
+
+	w->want_claim = true;
+	if (w->claiming || w->draining || w->db.state != FX_DB_READY || free_slots <= 0)
+		return;
+	w->claiming = true;
+	uv_timer_stop(&w->due);
+	snprintf(n, sizeof(n), "%d", free_slots);
+	params[0] = w->owner;
+	params[1] = n;
+	fx_db_query_params(&w->db,
+					   "SELECT id, epoch, fn, version, args, key, attempt, idempotency_key,"
+					   " hash, array_to_json(command), mode, memory_mb, timeout_ms, options"
+					   " FROM fx.claim($1, $2::int)",
+					   2, params, claimed_cb, (void *) (intptr_t) free_slots);
+}
+
+/* ---------------------------------------------------------------------
+ * Database events
+ * --------------------------------------------------------------------- */
+
+static void
+ignore_cb(fx_db *db, PGresult *res, void *arg)
+{
+	(void) db;
+	if (res && PQresultStatus(res) != PGRES_COMMAND_OK &&
+		PQresultStatus(res) != PGRES_TUPLES_OK)
+		fx_err("%s failed: %s", (const char *) arg, fx_db_error(res));
+}
+
+static void
+on_ready(fx_db *db)
+{
+	fx_worker  *w = worker_of(db);
+	const char *params[1] = {w->owner};
+
+	fx_db_query_params(db, "LISTEN fx_wake", 0, NULL, ignore_cb, "LISTEN");
+	fx_db_query_params(db, "LISTEN fx_cancel", 0, NULL, ignore_cb, "LISTEN");
+	if (w->nactive > 0 || w->done)
+		fx_db_query_params(db, "SELECT fx.adopt($1)", 1, params, ignore_cb, "adopting leases");
+	flush_done(w);
+	claim(w);
+}
+
+static void
+on_notify(fx_db *db, const char *channel, const char *payload)
+{
+	fx_worker  *w = worker_of(db);
+
+	if (strcmp(channel, "fx_wake") == 0)
+		claim(w);
+	else if (strcmp(channel, "fx_cancel") == 0)
+	{
+		int64_t		id = strtoll(payload, NULL, 10);
+
+		for (fx_inv *i = w->active; i; i = i->next)
+			if (i->id == id && i->bundle_dir)
+			{
+				fx_log(FX_LOG_INFO, id, "cancelled, killing it");
+				fx_exec_kill(&w->ex, i, "cancelled");
+			}
+	}
+}
+
+static void
+on_lost(fx_db *db)
+{
+	fx_worker  *w = worker_of(db);
+
+	w->claiming = false;
+	w->reaping = false;
+}
+
+static void
+reaped_cb(fx_db *db, PGresult *res, void *arg)
+{
+	fx_worker  *w = worker_of(db);
+
+	(void) arg;
+	w->reaping = false;
+	if (res == NULL)
+		return;
+	if (PQresultStatus(res) != PGRES_TUPLES_OK)
+		fx_err("reaping lost leases failed: %s", fx_db_error(res));
+	else if (atoi(PQgetvalue(res, 0, 0)) > 0)
+	{
+		fx_info("requeued %s invocation(s) whose worker was lost", PQgetvalue(res, 0, 0));
+		claim(w);
+	}
+}
+
+static void
+tick_cb(uv_timer_t *t)
+{
+	fx_worker  *w = t->data;
+
+	if (w->db.state != FX_DB_READY || w->draining)
+		return;
+	if (!w->db.ready_done)
+		return;
+	if (!w->reaping)
+	{
+		w->reaping = true;
+		fx_db_query_params(&w->db, "SELECT fx.reap()", 0, NULL, reaped_cb, NULL);
+	}
+	if (++w->ticks % w->cfg.claim_every == 0)
+		claim(w);
+}
+
+/* ---------------------------------------------------------------------
+ * Stopping
+ * --------------------------------------------------------------------- */
+
+static void
+walk_close(uv_handle_t *h, void *arg)
+{
+	(void) arg;
+	if (!uv_is_closing(h))
+		uv_close(h, NULL);
+}
+
+static void
+db_closed(fx_db *db)
+{
+	worker_of(db)->db_closed = true;
+}
+
+/* When drained (or stopping), close everything so that uv_run returns. */
+static void
+maybe_stop(fx_worker *w)
+{
+	if (!w->draining || w->db_closed || w->db.state == FX_DB_CLOSED)
+		return;
+	if (!w->stopping && (w->nactive > 0 || w->sending ||
+						 (w->done && w->db.state == FX_DB_READY)))
+		return;
+	if (w->stopping && w->nactive > 0)
+		return;
+	if (w->done)
+		fx_warn("stopping with %s unrecorded finished invocation(s); lease recovery will run them again",
+				"some");
+	free_list(w->done);
+	w->done = NULL;
+	fx_info("worker %s stopped", w->owner);
+	fx_exec_shutdown(&w->ex);
+	fx_db_close(&w->db);
+	uv_close((uv_handle_t *) &w->tick, NULL);
+	uv_close((uv_handle_t *) &w->due, NULL);
+	uv_close((uv_handle_t *) &w->sigterm, NULL);
+	uv_close((uv_handle_t *) &w->sigint, NULL);
+}
+
+static void
+released_cb(fx_db *db, PGresult *res, void *arg)
+{
+	fx_worker  *w = worker_of(db);
+
+	(void) arg;
+	if (res && PQresultStatus(res) == PGRES_TUPLES_OK)
+		fx_info("gave back %s running invocation(s)", PQgetvalue(res, 0, 0));
+	for (fx_inv *i = w->active; i; i = i->next)
+		if (i->bundle_dir)
+			fx_exec_kill(&w->ex, i, "worker stopping");
+	maybe_stop(w);
+}
+
+static void
+on_signal(uv_signal_t *h, int signum)
+{
+	fx_worker  *w = h->data;
+
+	if (!w->draining)
+	{
+		fx_info("received %s: finishing %d running invocation(s), then stopping",
+				strsignal(signum), w->nactive);
+		w->draining = true;
+		uv_timer_stop(&w->due);
+		maybe_stop(w);
+		return;
+	}
+	if (!w->stopping)
+	{
+		char	   *ids = fx_xstrdup("{");
+		char	   *epochs = fx_xstrdup("{");
+		const char *params[3];
+
+		fx_info("received %s again: giving back running invocations", strsignal(signum));
+		w->stopping = true;
+		for (fx_inv *i = w->active; i; i = i->next)
+		{
+			char	   *a = fx_xasprintf("%s%s%lld", ids, ids[1] ? "," : "", (long long) i->id);
+			char	   *b = fx_xasprintf("%s%s%d", epochs, epochs[1] ? "," : "", i->epoch);
+
+			free(ids);
+			free(epochs);
+			ids = a;
+			epochs = b;
+		}
+		params[0] = w->owner;
+		params[1] = ids = fx_xasprintf("%s}", ids);
+		params[2] = epochs = fx_xasprintf("%s}", epochs);
+		fx_db_query_params(&w->db, "SELECT fx.release($1, $2::bigint[], $3::int[])", 3, params,
+						   released_cb, NULL);
+		free((char *) params[1]);
+		free((char *) params[2]);
+	}
+}
+
+/* ---------------------------------------------------------------------
+ * Entry
+ * --------------------------------------------------------------------- */
+
+static void
+make_owner(char *buf, size_t len)
+{
+	char		host[64] = "host";
+	unsigned	r;
+
+	gethostname(host, sizeof(host) - 1);
+	host[16] = '\0';
+	r = (unsigned) (fx_mono_ns() ^ (uint64_t) getpid() << 16);
+	snprintf(buf, len, "fx-%s-%d-%04x", host, (int) getpid(), r & 0xffff);
+}
+
+int
+fx_worker_run(const fx_worker_config *cfg)
+{
+	fx_worker  *w = fx_xcalloc(1, sizeof(*w));
+	int			rc;
+
+	w->cfg = *cfg;
+	if (fx_mkdirs(cfg->cache_dir, 0755) < 0)
+	{
+		fx_err("cannot create cache directory \"%s\": %s", cfg->cache_dir, strerror(errno));
+		free(w);
+		return 1;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	uv_loop_init(&w->loop);
+	make_owner(w->owner, sizeof(w->owner));
+	fx_exec_init(&w->ex, &w->loop, &cfg->exec);
+	w->ex.on_done = attempt_done;
+	w->ex.data = w;
+	fx_db_init(&w->db, &w->loop, cfg->conninfo, w->owner);
+	w->db.data = w;
+	w->db.on_ready = on_ready;
+	w->db.on_notify = on_notify;
+	w->db.on_lost = on_lost;
+	w->db.on_closed = db_closed;
+	uv_timer_init(&w->loop, &w->tick);
+	w->tick.data = w;
+	uv_timer_init(&w->loop, &w->due);
+	w->due.data = w;
+	uv_signal_init(&w->loop, &w->sigterm);
+	w->sigterm.data = w;
+	uv_signal_start(&w->sigterm, on_signal, SIGTERM);
+	uv_signal_init(&w->loop, &w->sigint);
+	w->sigint.data = w;
+	uv_signal_start(&w->sigint, on_signal, SIGINT);
+	uv_timer_start(&w->tick, tick_cb, cfg->poll_ms, cfg->poll_ms);
+
+	fx_info("worker %s starting: concurrency %d, bundle cache %s", w->owner,
+			cfg->concurrency, cfg->cache_dir);
+	fx_db_start(&w->db);
+	uv_run(&w->loop, UV_RUN_DEFAULT);
+	uv_walk(&w->loop, walk_close, NULL);
+	uv_run(&w->loop, UV_RUN_DEFAULT);
+	rc = uv_loop_close(&w->loop);
+	if (rc != 0)
+		fx_err("event loop did not close cleanly: %s", uv_strerror(rc));
+	rc = w->exit_code;
+	free(w);
+	return rc;
+}

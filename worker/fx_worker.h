@@ -1,0 +1,23 @@
+/*
+ * fx_worker.h: the `fx worker` daemon.
+ */
+#ifndef FX_WORKER_H
+#define FX_WORKER_H
+
+#include "fx_exec.h"
+
+typedef struct fx_worker_config
+{
+	const char *conninfo;		/* libpq conninfo; "" = PG* variables */
+	int			concurrency;	/* attempts running at once */
+	const char *cache_dir;		/* unpacked bundles */
+	int			poll_ms;		/* reap tick */
+	int			claim_every;	/* fallback claim every N ticks */
+	int			backoff_ms;		/* first retry delay, doubled per attempt */
+	fx_exec_config exec;
+} fx_worker_config;
+
+/* Run until SIGTERM/SIGINT drains it; returns the process exit status. */
+int			fx_worker_run(const fx_worker_config *cfg);
+
+#endif							/* FX_WORKER_H */

@@ -1,0 +1,192 @@
+/*
+ * main.c: the `fx` command: dispatch to subcommands.
+ */
+#define _GNU_SOURCE
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "fx_cli.h"
+#include "fx_log.h"
+#include "fx_worker.h"
+
+#ifndef FX_PYTHON_DIR
+#define FX_PYTHON_DIR "/usr/local/lib/fx/python"
+#endif
+
+static const char usage_text[] =
+"fx: serverless functions inside PostgreSQL\n"
+"\n"
+"usage: fx COMMAND [ARGS]\n"
+"  up                         start the embedded default (private PostgreSQL + worker)\n"
+"  down                       stop it\n"
+"  deploy NAME DIR [--cmd ..] store DIR as a new version of function NAME\n"
+"  invoke NAME [JSON]         run NAME and print its result (--async: enqueue, print id)\n"
+"  logs ID [-f]               print an invocation's log lines\n"
+"  ls                         list functions\n"
+"  ps                         list queued, running and recent invocations\n"
+"  worker                     run a worker in the foreground\n"
+"  psql [ARGS]                psql against the database fx is using\n"
+"\n"
+"The database is --db CONNINFO, else $FX_DB, else the PG* variables, else the\n"
+"embedded default of \"fx up\".  \"fx COMMAND --help\" describes a command.\n";
+
+static const char worker_usage[] =
+"usage: fx worker [--db CONNINFO] [--concurrency N] [--cache DIR] [--poll-ms N]\n"
+"                 [--backoff-ms N] [--warm-ttl SECONDS] [--max-sessions N]\n"
+"                 [--max-log-bytes N] [--log-level debug|info|warning|error]\n"
+"Claims queued invocations and runs them until SIGTERM (drain) or a second\n"
+"SIGTERM/SIGINT (give back running invocations and exit).\n";
+
+static char *
+default_cache(void)
+{
+	const char *xdg = getenv("XDG_CACHE_HOME");
+	const char *home = getenv("HOME");
+
+	if (geteuid() == 0)
+		return fx_xstrdup("/var/cache/fx/bundles");
+	if (xdg && xdg[0])
+		return fx_xasprintf("%s/fx/bundles", xdg);
+	return fx_xasprintf("%s/.cache/fx/bundles", home ? home : "/tmp");
+}
+
+static int
+positive(const char *opt, const char *v)
+{
+	char	   *end;
+	long		n = strtol(v, &end, 10);
+
+	if (*end || n <= 0 || n > 1000000000)
+	{
+		fprintf(stderr, "fx: %s must be a positive whole number, not \"%s\"\n", opt, v);
+		exit(2);
+	}
+	return (int) n;
+}
+
+static int
+cmd_worker(int argc, char **argv)
+{
+	static struct option opts[] = {
+		{"db", required_argument, NULL, 'd'}, {"concurrency", required_argument, NULL, 'c'},
+		{"cache", required_argument, NULL, 'C'}, {"poll-ms", required_argument, NULL, 'p'},
+		{"backoff-ms", required_argument, NULL, 'b'}, {"warm-ttl", required_argument, NULL, 'w'},
+		{"max-sessions", required_argument, NULL, 's'},
+		{"max-log-bytes", required_argument, NULL, 'l'},
+		{"log-level", required_argument, NULL, 'L'}, {"help", no_argument, NULL, 'h'}, {0}
+	};
+	fx_worker_config cfg;
+	const char *db = NULL;
+	char	   *cache = NULL;
+	char	   *conninfo;
+	int			c;
+	int			rc;
+
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.concurrency = 16;
+	cfg.poll_ms = 1000;
+	cfg.claim_every = 5;
+	cfg.backoff_ms = 1000;
+	cfg.exec.max_log_bytes = 64 * 1024;
+	cfg.exec.max_result_bytes = 6 * 1024 * 1024;
+	cfg.exec.warm_ttl_ms = 300 * 1000;
+	cfg.exec.max_sessions = 64;
+	cfg.exec.python_path = access(FX_PYTHON_DIR "/fx.py", R_OK) == 0 ? FX_PYTHON_DIR
+		: FX_SOURCE_PYTHON_DIR;
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1)
+	{
+		switch (c)
+		{
+			case 'd':
+				db = optarg;
+				break;
+			case 'c':
+				cfg.concurrency = positive("--concurrency", optarg);
+				break;
+			case 'C':
+				free(cache);
+				cache = fx_xstrdup(optarg);
+				break;
+			case 'p':
+				cfg.poll_ms = positive("--poll-ms", optarg);
+				break;
+			case 'b':
+				cfg.backoff_ms = positive("--backoff-ms", optarg);
+				break;
+			case 'w':
+				cfg.exec.warm_ttl_ms = positive("--warm-ttl", optarg) * 1000;
+				break;
+			case 's':
+				cfg.exec.max_sessions = positive("--max-sessions", optarg);
+				break;
+			case 'l':
+				cfg.exec.max_log_bytes = positive("--max-log-bytes", optarg);
+				break;
+			case 'L':
+				if (strcmp(optarg, "debug") == 0)
+					fx_log_min = FX_LOG_DEBUG;
+				else if (strcmp(optarg, "info") == 0)
+					fx_log_min = FX_LOG_INFO;
+				else if (strcmp(optarg, "warning") == 0)
+					fx_log_min = FX_LOG_WARN;
+				else if (strcmp(optarg, "error") == 0)
+					fx_log_min = FX_LOG_ERROR;
+				else
+				{
+					fprintf(stderr, "fx: unknown log level \"%s\"\n", optarg);
+					return 2;
+				}
+				break;
+			case 'h':
+				printf("%s", worker_usage);
+				return 0;
+			default:
+				fprintf(stderr, "%s", worker_usage);
+				return 2;
+		}
+	}
+	if (optind != argc)
+	{
+		fprintf(stderr, "%s", worker_usage);
+		return 2;
+	}
+	conninfo = fx_cli_conninfo(db);
+	if (cache == NULL)
+		cache = default_cache();
+	cfg.conninfo = conninfo;
+	cfg.cache_dir = cache;
+	rc = fx_worker_run(&cfg);
+	free(conninfo);
+	free(cache);
+	return rc;
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct
+	{
+		const char *name;
+		int			(*fn) (int argc, char **argv);
+	}			cmds[] = {
+		{"up", fx_cli_up}, {"down", fx_cli_down}, {"deploy", fx_cli_deploy},
+		{"invoke", fx_cli_invoke}, {"logs", fx_cli_logs}, {"ls", fx_cli_ls},
+		{"ps", fx_cli_ps}, {"worker", cmd_worker}, {"psql", fx_cli_psql},
+	};
+
+	setvbuf(stderr, NULL, _IOLBF, 0);
+	if (argc < 2 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0 ||
+		strcmp(argv[1], "help") == 0)
+	{
+		printf("%s", usage_text);
+		return argc < 2 ? 2 : 0;
+	}
+	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+		if (strcmp(argv[1], cmds[i].name) == 0)
+			return cmds[i].fn(argc - 1, argv + 1);
+	fprintf(stderr, "fx: unknown command \"%s\"\n\n%s", argv[1], usage_text);
+	return 2;
+}
