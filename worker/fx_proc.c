@@ -105,16 +105,35 @@ resolve(const char *prog, const char *cwd, char **envp)
 	return NULL;
 }
 
+/*
+ * clone3 with a pidfd; where clone3 is missing (old kernels, valgrind),
+ * fork and open the pidfd after: the child cannot be reaped by anyone else
+ * meanwhile, so the pid cannot be reused.
+ */
 static pid_t
 clone_pidfd(int *pidfd)
 {
 	struct clone_args args;
+	pid_t		pid;
 
 	memset(&args, 0, sizeof(args));
 	args.flags = CLONE_PIDFD;
 	args.pidfd = (uint64_t) (uintptr_t) pidfd;
 	args.exit_signal = SIGCHLD;
-	return (pid_t) syscall(SYS_clone3, &args, sizeof(args));
+	pid = (pid_t) syscall(SYS_clone3, &args, sizeof(args));
+	if (pid >= 0 || errno != ENOSYS)
+		return pid;
+	pid = fork();
+	if (pid > 0 && (*pidfd = (int) syscall(SYS_pidfd_open, pid, 0)) < 0)
+	{
+		int			e = errno;
+
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+		errno = e;
+		return -1;
+	}
+	return pid;
 }
 
 static void

@@ -1,0 +1,42 @@
+# fx: serverless functions inside PostgreSQL.
+#
+#   make          build the extension, the fx binary and the C example
+#   make install  install both into the PostgreSQL found by pg_config and PREFIX
+#   make run      install what is missing, build, install, start the embedded
+#                 default (fx up), deploy the examples and invoke them
+#   make check    install what is missing, build, install, run every suite
+PG_CONFIG ?= pg_config
+PREFIX ?= /usr/local
+
+all: deps-check
+	$(MAKE) -C extension PG_CONFIG=$(PG_CONFIG)
+	$(MAKE) -C worker PREFIX=$(PREFIX)
+	$(MAKE) -C examples/hello-c
+
+# Fail early with a clear message when a build dependency is missing.
+deps-check:
+	@command -v $(PG_CONFIG) >/dev/null && pkg-config --exists libuv libpq libcjson libarchive || \
+		{ echo "fx: build dependencies are missing; run scripts/deps.sh (or make deps)" >&2; exit 1; }
+
+deps:
+	scripts/deps.sh
+
+install: all
+	$(MAKE) -C extension install PG_CONFIG=$(PG_CONFIG)
+	$(MAKE) -C worker install PREFIX=$(PREFIX)
+
+run: deps
+	$(MAKE) install
+	scripts/run.sh
+
+check: deps
+	$(MAKE) install
+	tests/check.sh
+
+clean:
+	$(MAKE) -C extension clean
+	$(MAKE) -C worker clean
+	$(MAKE) -C examples/hello-c clean
+	rm -rf build
+
+.PHONY: all deps deps-check install run check clean

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# tests/check.sh (make check): run every suite and count the results.
+#
+# Suites print one line per check, "ok - ..." or "not ok - ...".  This
+# script runs them in turn, keeps their output in build/check/, and ends
+# with the line "N passed, N failed"; its exit status is non-zero if any
+# check failed or any suite failed without saying which check.
+#
+# Suites: the SDK protocol tests, pg_regress + isolation (tests/sql-suites.sh),
+# the worker integration tests (tests/integration/*.sh), then memory-checker
+# passes: integration tests against the worker built with AddressSanitizer
+# and UndefinedBehaviorSanitizer, and under valgrind.
+set -u
+cd "$(dirname "$0")/.."
+root=$(pwd)
+out=$root/build/check
+rm -rf "$out"
+mkdir -p "$out"
+passed=0
+failed=0
+
+# run_suite NAME CMD...: run one suite, tally its lines.
+run_suite() {
+	local name=$1
+	shift
+	local log=$out/$name.log
+	local start=$SECONDS
+	echo "=== $name"
+	"$@" >"$log" 2>&1
+	local rc=$?
+	local p f
+	p=$(grep -c '^ok ' "$log")
+	f=$(grep -c '^not ok ' "$log")
+	grep -E '^(ok|not ok) ' "$log" | sed 's/^/  /'
+	if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+		echo "  not ok - $name exited with status $rc"
+		f=1
+	fi
+	if [ "$f" -ne 0 ]; then
+		echo "  --- $name output (last 60 lines):"
+		grep -vE '^(ok|not ok) ' "$log" | tail -n 60 | sed 's/^/  | /'
+	fi
+	passed=$((passed + p))
+	failed=$((failed + f))
+	echo "  ($name: $p passed, $f failed, $((SECONDS - start)) s)"
+}
+
+run_suite sdk bash tests/sdk/run.sh
+run_suite sql bash tests/sql-suites.sh
+for t in tests/integration/*.sh; do
+	run_suite "integration-$(basename "$t" .sh)" bash "$t"
+done
+
+# Memory checkers, once per suite family.
+echo "=== building the worker with ASan + UBSan"
+if make -s -C worker BUILD="$root/build/asan" \
+	SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
+	>"$out/asan-build.log" 2>&1; then
+	export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0
+	for t in tests/integration/10_examples.sh tests/integration/20_failures.sh \
+		tests/integration/30_kill9.sh tests/integration/40_pg_restart.sh; do
+		[ -f "$t" ] && FX_BIN=$root/build/asan/fx run_suite "asan-$(basename "$t" .sh)" bash "$t"
+	done
+	unset ASAN_OPTIONS
+else
+	echo "  not ok - asan build"
+	tail -20 "$out/asan-build.log"
+	failed=$((failed + 1))
+fi
+if [ -f tests/integration/10_examples.sh ]; then
+	FX_WORKER_WRAPPER="valgrind -q --leak-check=full --errors-for-leak-kinds=definite --error-exitcode=99" \
+		run_suite valgrind-10_examples bash tests/integration/10_examples.sh
+fi
+VALGRIND=1 run_suite valgrind-sql bash tests/sql-suites.sh
+
+echo
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]

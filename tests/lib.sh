@@ -1,0 +1,136 @@
+# tests/lib.sh: helpers for the worker and integration tests (bash).
+#
+# Each test file sources this, calls fx_pg_start, starts workers with
+# fx_worker_start and reports with ok/not_ok/check/wait_for, one TAP-like
+# line per check ("ok - ..." or "not ok - ...").  Everything a test starts
+# is stopped by the EXIT trap.
+#
+# Environment:
+#   FX_BIN             the fx binary (default: worker/fx of this checkout)
+#   FX_WORKER_WRAPPER  a command to run workers under, e.g. "valgrind -q"
+#   FX_KEEP            keep the test directory after the run
+
+set -u
+FX_ROOT=${FX_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
+FX_BIN=${FX_BIN:-$FX_ROOT/worker/fx}
+FX_WORKER_WRAPPER=${FX_WORKER_WRAPPER:-}
+PG_BIN=${PG_BIN:-$(pg_config --bindir)}
+FX_FAILED=0
+FX_PIDS=()
+
+ok() { echo "ok - $*"; }
+not_ok() { echo "not ok - $*"; FX_FAILED=1; }
+
+# check DESC CMD...: ok if CMD succeeds.
+check() {
+	local desc=$1
+	shift
+	if "$@"; then ok "$desc"; else not_ok "$desc"; fi
+}
+
+# check_eq DESC EXPECTED ACTUAL
+check_eq() {
+	if [ "$2" = "$3" ]; then ok "$1"; else not_ok "$1 (expected '$2', got '$3')"; fi
+}
+
+# wait_for DESC SECONDS CMD...: ok once CMD succeeds, not ok after SECONDS.
+wait_for() {
+	local desc=$1 secs=$2
+	shift 2
+	local end=$((SECONDS + secs))
+	while [ $SECONDS -lt $end ]; do
+		if "$@" >/dev/null 2>&1; then ok "$desc"; return 0; fi
+		sleep 0.1
+	done
+	not_ok "$desc (not within ${secs}s)"
+	return 1
+}
+
+# psql against the test database: q "SELECT ..." prints unaligned tuples.
+q() { "$PG_BIN/psql" -X -qAt -v ON_ERROR_STOP=1 -c "$@"; }
+
+fx_pg_start() {
+	FX_TEST_DIR=$(mktemp -d /tmp/fx-test.XXXXXX)
+	chmod 755 "$FX_TEST_DIR"
+	mkdir -p "$FX_TEST_DIR/data" "$FX_TEST_DIR/run" "$FX_TEST_DIR/cache"
+	chown postgres "$FX_TEST_DIR/data" "$FX_TEST_DIR/run"
+	runuser -u postgres -- "$PG_BIN/initdb" -D "$FX_TEST_DIR/data" -U postgres -A trust \
+		--no-sync >"$FX_TEST_DIR/initdb.log" 2>&1 || { cat "$FX_TEST_DIR/initdb.log"; exit 1; }
+	fx_pg_ctl start
+	export PGHOST=$FX_TEST_DIR/run PGUSER=postgres PGDATABASE=postgres PGPORT=5432
+	"$PG_BIN/psql" -X -q -c "CREATE DATABASE fx" >/dev/null
+	export PGDATABASE=fx
+	export FX_DB="host=$FX_TEST_DIR/run port=5432 dbname=fx user=postgres"
+	q "SET client_min_messages = warning; CREATE EXTENSION fx" >/dev/null
+	trap fx_cleanup EXIT
+}
+
+# fx_pg_ctl start|stop|restart [pg_ctl options]
+fx_pg_ctl() {
+	local action=$1
+	shift
+	runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$FX_TEST_DIR/data" -l "$FX_TEST_DIR/pg.log" -w \
+		-o "-k $FX_TEST_DIR/run -c listen_addresses= -p 5432 -c fsync=off" "$@" "$action" >/dev/null
+}
+
+# fx_worker_start NAME [worker options]: start a worker in the background.
+fx_worker_start() {
+	local name=$1
+	shift
+	$FX_WORKER_WRAPPER "$FX_BIN" worker --cache "$FX_TEST_DIR/cache" --poll-ms 200 \
+		--backoff-ms 100 "$@" >>"$FX_TEST_DIR/$name.log" 2>&1 &
+	local pid=$!
+	FX_PIDS+=("$pid")
+	eval "FX_WORKER_$name=$pid"
+	# wait until its session is there
+	local end=$((SECONDS + 20))
+	while [ $SECONDS -lt $end ]; do
+		[ "$(q "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'fx-%'" 2>/dev/null)" -ge 1 ] 2>/dev/null && break
+		sleep 0.05
+	done
+}
+
+fx_worker_pid() { eval "echo \${FX_WORKER_$1}"; }
+
+# fx_worker_stop NAME [SIGNAL]: signal the worker and wait for it to exit.
+fx_worker_stop() {
+	local pid
+	pid=$(fx_worker_pid "$1")
+	kill -"${2:-TERM}" "$pid" 2>/dev/null
+	local end=$((SECONDS + 30))
+	while kill -0 "$pid" 2>/dev/null && [ $SECONDS -lt $end ]; do sleep 0.05; done
+	wait "$pid" 2>/dev/null
+}
+
+fx_cleanup() {
+	local rc=$?
+	# Workers still running get SIGTERM first, so that sanitizers and
+	# valgrind see a normal exit and report leaks.
+	for pid in "${FX_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null; done
+	local end=$((SECONDS + 20))
+	for pid in "${FX_PIDS[@]}"; do
+		while kill -0 "$pid" 2>/dev/null && [ $SECONDS -lt $end ]; do sleep 0.05; done
+		kill -KILL "$pid" 2>/dev/null
+	done
+	wait 2>/dev/null
+	for f in "$FX_TEST_DIR"/*.log; do
+		if grep -qE 'AddressSanitizer|LeakSanitizer|runtime error:|ERROR SUMMARY: [1-9]|definitely lost: [1-9]' "$f" 2>/dev/null; then
+			not_ok "memory checker report in $(basename "$f")"
+			grep -E -A 25 'AddressSanitizer|LeakSanitizer|runtime error:|ERROR SUMMARY|definitely lost' "$f" | head -60 | sed 's/^/# /' >&2
+		fi
+	done
+	fx_pg_ctl stop -m immediate 2>/dev/null
+	if [ "$FX_FAILED" != 0 ] || [ -n "${FX_KEEP:-}" ]; then
+		echo "# test directory kept: $FX_TEST_DIR" >&2
+		for f in "$FX_TEST_DIR"/*.log; do
+			echo "# --- $f (last 30 lines)" >&2
+			tail -n 30 "$f" | sed 's/^/# /' >&2
+		done
+	else
+		rm -rf "$FX_TEST_DIR"
+	fi
+	exit $((rc != 0 || FX_FAILED != 0))
+}
+
+# fx_deploy NAME DIR [options]: deploy with the CLI, quietly.
+fx_deploy() { "$FX_BIN" deploy "$@" >/dev/null; }
