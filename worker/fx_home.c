@@ -3,8 +3,9 @@
  *
  * `fx up` keeps a private PostgreSQL cluster in FX_HOME (default
  * ~/.local/share/fx, or /var/lib/fx for root): data/ is the cluster, run/
- * holds its only socket (no TCP), database "fx" has the extension, and one
- * `fx worker` runs in the background (worker.pid, worker.log).  The socket
+ * holds its only socket (no TCP), log/ its server log, database "fx" has
+ * the extension, and one `fx worker` runs in the background (worker.pid,
+ * worker.log).  The socket
  * directory is private to the owner, so the cluster trusts local
  * connections.  As root, PostgreSQL runs as the "postgres" user, since it
  * refuses to run as root.
@@ -126,14 +127,19 @@ static int
 run(char *const argv[], const char *log_path)
 {
 	struct passwd *pw = server_user();
-	pid_t		pid = fork();
+	pid_t		pid;
 	int			status;
 
+	fflush(stdout);
+	fflush(stderr);
+	pid = fork();
 	if (pid == 0)
 	{
+		if (pw && (setgroups(0, NULL) < 0 || setgid(pw->pw_gid) < 0 || setuid(pw->pw_uid) < 0))
+			_exit(126);
 		if (log_path)
 		{
-			int			fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND, 0600);
+			int			fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND, 0640);
 
 			if (fd >= 0)
 			{
@@ -141,8 +147,6 @@ run(char *const argv[], const char *log_path)
 				dup2(fd, 2);
 			}
 		}
-		if (pw && (setgroups(0, NULL) < 0 || setgid(pw->pw_gid) < 0 || setuid(pw->pw_uid) < 0))
-			_exit(126);
 		execv(argv[0], argv);
 		_exit(127);
 	}
@@ -166,7 +170,8 @@ ensure_cluster(const char *home, const char *bindir)
 	char	   *data = fx_xasprintf("%s/data", home);
 	char	   *run_dir = fx_xasprintf("%s/run", home);
 	char	   *version = fx_xasprintf("%s/PG_VERSION", data);
-	char	   *log = fx_xasprintf("%s/pg.log", home);
+	char	   *log_dir = fx_xasprintf("%s/log", home);
+	char	   *log = fx_xasprintf("%s/log/postgresql.log", home);
 	char	   *pg_ctl = fx_xasprintf("%s/pg_ctl", bindir);
 	char	   *opts = fx_xasprintf("-k %s -c listen_addresses= -p " FX_PORT, run_dir);
 	int			rc = 0;
@@ -175,6 +180,8 @@ ensure_cluster(const char *home, const char *bindir)
 	chmod(home, 0755);
 	fx_mkdirs(run_dir, 0700);
 	give_to_server(run_dir);
+	fx_mkdirs(log_dir, 0755);
+	give_to_server(log_dir);
 	if (access(version, F_OK) != 0)
 	{
 		char	   *initdb = fx_xasprintf("%s/initdb", bindir);
@@ -184,7 +191,6 @@ ensure_cluster(const char *home, const char *bindir)
 		printf("fx: creating a PostgreSQL cluster in %s\n", data);
 		fx_mkdirs(data, 0700);
 		give_to_server(data);
-		give_to_server(home);
 		if (run(args, log) != 0)
 		{
 			fprintf(stderr, "fx: initdb failed; see %s\n", log);
@@ -207,6 +213,7 @@ ensure_cluster(const char *home, const char *bindir)
 	free(run_dir);
 	free(version);
 	free(log);
+	free(log_dir);
 	free(pg_ctl);
 	free(opts);
 	return rc;
@@ -292,6 +299,8 @@ ensure_worker(const char *home, pid_t *out)
 
 	if (pid == 0)
 	{
+		fflush(stdout);
+		fflush(stderr);
 		pid = fork();
 		if (pid == 0)
 		{

@@ -14,6 +14,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -62,6 +63,7 @@ child_main(const fx_proc_spec *spec, const char *path, int fds[4], int errfd)
 		signal(sig, SIG_DFL);
 	sigprocmask(SIG_SETMASK, &all, NULL);
 	setsid();
+	prctl(PR_SET_PDEATHSIG, SIGKILL);	/* the worker's death ends it */
 	for (int i = 0; i < 4; i++)
 	{
 		high[i] = -1;
