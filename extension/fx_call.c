@@ -217,6 +217,12 @@ fetch_outcome(int64 id, FxOutcome *out)
 	if (PQntuples(res) != 1)
 	{
 		PQclear(res);
+		if (out->status && strcmp(out->status, "queued") == 0)
+			ereport(ERROR,	/* we saw it, the committed world does not */
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("invocation " INT64_FORMAT " is not committed yet", id),
+					 errdetail("It was enqueued in this transaction, so no worker can run it before the transaction commits."),
+					 errhint("Commit first, or use fx_call() to run a function within a transaction.")));
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("invocation " INT64_FORMAT " does not exist", id)));
@@ -238,7 +244,7 @@ outcome_datum(int64 id, FxOutcome *o)
 		return DirectFunctionCall1(jsonb_in, CStringGetDatum(o->result ? o->result : "null"));
 	if (strcmp(o->status, "cancelled") == 0)
 		ereport(ERROR,
-				(errcode(ERRCODE_QUERY_CANCELED),
+				(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
 				 errmsg("invocation " INT64_FORMAT " of function \"%s\" was cancelled", id, o->fn)));
 	ereport(ERROR,
 			(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
@@ -304,7 +310,7 @@ fx_call(PG_FUNCTION_ARGS)
 	long		timeout_ms;
 	PGresult   *res;
 	int64		id;
-	FxOutcome	o;
+	FxOutcome	o = {0};
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
@@ -356,7 +362,7 @@ fx_result(PG_FUNCTION_ARGS)
 	long		pause = 1;
 	FxOutcome	o;
 
-	if (wait_ms == 0)
+	/* Look in our own snapshot first: it may be uncommitted work of ours. */
 	{
 		MemoryContext caller = CurrentMemoryContext;
 		Oid			types[1] = {INT8OID};
@@ -378,9 +384,10 @@ fx_result(PG_FUNCTION_ARGS)
 			*fields[i] = v ? MemoryContextStrdup(caller, v) : NULL;
 		}
 		SPI_finish();
-		if (strcmp(o.status, "queued") == 0 || strcmp(o.status, "running") == 0)
+		if (strcmp(o.status, "queued") != 0 && strcmp(o.status, "running") != 0)
+			PG_RETURN_DATUM(outcome_datum(id, &o));
+		if (wait_ms == 0)
 			PG_RETURN_NULL();
-		PG_RETURN_DATUM(outcome_datum(id, &o));
 	}
 
 	while (!fetch_outcome(id, &o))

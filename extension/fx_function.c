@@ -117,7 +117,7 @@ option_int(const char *key, JsonbValue *v, int min, int max)
 		option_error(key, "The value must be a number.");
 	d = DatumGetFloat8(DirectFunctionCall1(numeric_float8,
 										   NumericGetDatum(v->val.numeric)));
-	if (d != (double) (int64) d || d < min || d > max)
+	if (!(d >= min && d <= max) || d != (double) (int) d)
 		option_error(key, psprintf("The value must be a whole number from %d to %d.", min, max));
 	return (int) d;
 }
@@ -143,6 +143,8 @@ option_env(FxOptions *o, JsonbValue *v)
 		if (tok != WJB_KEY)
 			continue;
 		name = pnstrdup(k.val.string.val, k.val.string.len);
+		if (*name == '\0')
+			option_error("env", "\"\" is not a valid environment variable name.");
 		for (char *p = name; *p; p++)
 			if (!(isalnum((unsigned char) *p) || *p == '_') || (p == name && isdigit((unsigned char) *p)))
 				option_error("env", psprintf("\"%s\" is not a valid environment variable name.", name));
@@ -276,7 +278,7 @@ path_escapes(const char *path)
 {
 	const char *p = path;
 
-	if (*p == '/')
+	if (*p == '/' || *p == '\0')
 		return true;
 	while (*p)
 	{
@@ -319,7 +321,7 @@ check_bundle(bytea *bundle)
 
 		members++;
 		if (path == NULL || path_escapes(path))
-			problem = psprintf("Member \"%s\" has an absolute path or one with \"..\".", path ? path : "");
+			problem = psprintf("Member \"%s\" has an empty or absolute path, or one with \"..\".", path ? path : "");
 		else if (archive_entry_hardlink(entry) != NULL)
 			problem = psprintf("Member \"%s\" is a hard link.", path);
 		else if (type == AE_IFLNK && (link == NULL || path_escapes(link)))

@@ -10,6 +10,7 @@
 
 #include <ctype.h>
 
+#include "catalog/pg_collation.h"
 #include "catalog/pg_type.h"
 #include "commands/async.h"
 #include "common/pg_prng.h"
@@ -91,7 +92,8 @@ fx_resolve(const char *ref, FxTarget *target)
 	values[0] = CStringGetTextDatum(fn);
 	if (qual && is_all_digits(qual))
 	{
-		values[1] = Int32GetDatum(pg_strtoint32(qual));
+		/* A number too large for a version simply matches none. */
+		values[1] = Int32GetDatum(strlen(qual) > 9 ? -1 : pg_strtoint32(qual));
 		ret = SPI_execute_plan(keep_plan(&by_version_plan,
 										 "SELECT version, retries, timeout_ms FROM fx.version"
 										 " WHERE fn = $1 AND version = $2",
@@ -160,7 +162,8 @@ choose_bucket(const char *fn, text *key)
 {
 	if (key == NULL)
 		return (int) (pg_prng_uint32(&pg_global_prng_state) & 4095);
-	return (int) (DatumGetUInt64(DirectFunctionCall2(hashtextextended,
+	return (int) (DatumGetUInt64(DirectFunctionCall2Coll(hashtextextended,
+														 DEFAULT_COLLATION_OID,
 													 PointerGetDatum(cstring_to_text(psprintf("%s/%s", fn, text_to_cstring(key)))),
 													 Int64GetDatum(0))) & 4095);
 }
@@ -264,9 +267,10 @@ fx_invoke(PG_FUNCTION_ARGS)
 
 	if (!optnull[3])
 	{
-		Interval   *delay = PG_GETARG_INTERVAL_P(3);
+		Interval   *zero = palloc0(sizeof(Interval));
 
-		if (delay->time < 0 || delay->day < 0 || delay->month < 0)
+		if (DatumGetBool(DirectFunctionCall2(interval_lt, PG_GETARG_DATUM(3),
+											 IntervalPGetDatum(zero))))
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("delay must not be negative")));

@@ -30,7 +30,7 @@ CREATE TYPE fx.status AS ENUM (
 	'queued',		/* waiting to be claimed (maybe not before not_before) */
 	'running',		/* claimed by a worker under a lease */
 	'succeeded',	/* finished with a result */
-	'failed',		/* failed, and its policy allowed no retry */
+	'failed',		/* failed, and no retry was allowed */
 	'dead',			/* failed on its last allowed attempt */
 	'cancelled'		/* cancelled by fx_cancel before it finished */
 );
@@ -104,6 +104,8 @@ CREATE INDEX invocation_delayed ON fx.invocation (not_before)
 	WHERE status = 'queued';
 CREATE INDEX invocation_running ON fx.invocation (lease_owner)
 	WHERE status = 'running';
+CREATE INDEX invocation_key ON fx.invocation (fn, key, id)
+	WHERE key IS NOT NULL AND status IN ('queued', 'running');
 CREATE UNIQUE INDEX invocation_idempotency ON fx.invocation (fn, idempotency_key)
 	WHERE idempotency_key IS NOT NULL;
 CREATE INDEX invocation_fn ON fx.invocation (fn, id);
@@ -236,15 +238,33 @@ CREATE FUNCTION fx_alias(fn text, alias text, version int) RETURNS void
 LANGUAGE plpgsql VOLATILE STRICT
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+	fn_owner name;
 BEGIN
+	SELECT f.owner INTO fn_owner FROM fx.function f WHERE f.name = fx_alias.fn FOR UPDATE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'function "%" is not deployed', fx_alias.fn
+			USING ERRCODE = 'undefined_object';
+	END IF;
+	IF fn_owner <> current_user AND NOT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
+		RAISE EXCEPTION 'must be owner of function "%"', fx_alias.fn
+			USING ERRCODE = 'insufficient_privilege',
+				  DETAIL = format('Function "%s" belongs to role "%s".', fx_alias.fn, fn_owner);
+	END IF;
+	IF fx_alias.alias !~ '^[a-z][a-z0-9_-]*$' THEN
+		RAISE EXCEPTION 'invalid alias "%"', fx_alias.alias
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = 'An alias starts with a lower-case letter and has only lower-case letters, digits, "_" and "-".';
+	END IF;
 	IF NOT EXISTS (SELECT 1 FROM fx.version v
 				   WHERE v.fn = fx_alias.fn AND v.version = fx_alias.version) THEN
-		RAISE EXCEPTION 'function "%" has no version %', fn, version
+		RAISE EXCEPTION 'function "%" has no version %', fx_alias.fn, fx_alias.version
 			USING ERRCODE = 'undefined_object',
-				  HINT = 'List versions with: SELECT * FROM fx.version_list WHERE fn = ''' || fn || '''.';
+				  HINT = format('SELECT * FROM fx.version_list WHERE fn = %L lists its versions.', fx_alias.fn);
 	END IF;
-	INSERT INTO fx.alias AS a VALUES (fn, alias, version)
-		ON CONFLICT (fn, alias) DO UPDATE SET version = EXCLUDED.version;
+	INSERT INTO fx.alias AS a (fn, alias, version)
+		VALUES (fx_alias.fn, fx_alias.alias, fx_alias.version)
+		ON CONFLICT ON CONSTRAINT alias_pkey DO UPDATE SET version = EXCLUDED.version;
 END
 $$;
 
@@ -264,6 +284,13 @@ CREATE VIEW fx.version_list AS
  * Claim up to n runnable invocations for owner.  The caller's session must
  * have application_name = owner: fx.reap() treats a lease whose backend is
  * gone (or no longer carries that name) as lost with its worker.
+ *
+ * Single writer: a keyed invocation is runnable only when no earlier
+ * invocation of the same (fn, key) is queued (including one waiting to be
+ * retried) or running, so a key's invocations run one at a time in enqueue
+ * order.  One that ends dead or cancelled no longer holds the key back.
+ * A concurrent claimer that holds the earlier row still shows it as queued
+ * or running, so two claimers cannot both take a key.
  */
 CREATE FUNCTION fx.claim(owner text, n int, lease_slack interval DEFAULT '30s')
 RETURNS TABLE (id bigint, epoch int, fn text, version int, args jsonb,
@@ -276,6 +303,10 @@ AS $$
 	WITH picked AS (
 		SELECT q.id FROM fx.invocation q
 		 WHERE q.status = 'queued' AND q.not_before <= now()
+		   AND (q.key IS NULL OR NOT EXISTS (
+				SELECT 1 FROM fx.invocation e
+				 WHERE e.fn = q.fn AND e.key = q.key AND e.id < q.id
+				   AND e.status IN ('queued', 'running')))
 		 ORDER BY q.priority DESC, q.id
 		 LIMIT n
 		 FOR UPDATE SKIP LOCKED
@@ -313,8 +344,9 @@ $$;
  *    "retryable": bool, "wall_ms", "cpu_ms", "max_rss_kb",
  *    "logs": [[at_epoch_ms, stream, line], ...]}
  * A failed attempt is retried with exponential backoff while attempts
- * remain (lost attempts do not count), else it ends 'dead' ('failed' when
- * the policy allowed no retry at all).  Returns the ids that were accepted;
+ * remain (lost attempts do not count), else it ends 'dead'.  It ends
+ * 'failed' at once when no retry is allowed: the function said its error is
+ * not retryable, or the invocation allowed one attempt (fx_call).  Returns the ids that were accepted;
  * an item whose lease moved on is ignored, and so are its logs.
  */
 CREATE FUNCTION fx.finish(owner text, items jsonb, backoff_ms int DEFAULT 1000)
@@ -335,9 +367,9 @@ BEGIN
 			UPDATE fx.invocation i
 			   SET status = CASE
 						WHEN it.ok THEN 'succeeded'::fx.status
-						WHEN coalesce(it.retryable, true)
-							 AND i.attempts - i.lost < i.max_attempts THEN 'queued'
-						WHEN i.max_attempts = 1 THEN 'failed'
+						WHEN NOT coalesce(it.retryable, true) OR i.max_attempts = 1
+							THEN 'failed'
+						WHEN i.attempts - i.lost < i.max_attempts THEN 'queued'
 						ELSE 'dead' END,
 				   result = CASE WHEN it.ok THEN it.result END,
 				   error = it.error, error_detail = it.detail,
@@ -345,7 +377,9 @@ BEGIN
 						WHEN it.ok THEN i.not_before
 						ELSE now() + least(backoff_ms * (2.0 ^ (i.attempts - i.lost - 1)), 3600000)
 									 * interval '1 ms' END,
-				   finished_at = now(),
+				   finished_at = CASE
+						WHEN it.ok OR NOT coalesce(it.retryable, true) OR i.max_attempts = 1
+							 OR i.attempts - i.lost >= i.max_attempts THEN now() END,
 				   wall_ms = it.wall_ms, cpu_ms = it.cpu_ms,
 				   max_rss_kb = it.max_rss_kb,
 				   lease_owner = NULL, lease_pid = NULL, lease_expiry = NULL
