@@ -115,6 +115,8 @@ resolve(const char *prog, const char *cwd, char **envp)
 static pid_t
 clone_pidfd(int *pidfd)
 {
+	static bool no_clone3 = false;
+	static bool no_pidfd_open = false;
 	struct clone_args args;
 	pid_t		pid;
 
@@ -122,20 +124,84 @@ clone_pidfd(int *pidfd)
 	args.flags = CLONE_PIDFD;
 	args.pidfd = (uint64_t) (uintptr_t) pidfd;
 	args.exit_signal = SIGCHLD;
-	pid = (pid_t) syscall(SYS_clone3, &args, sizeof(args));
-	if (pid >= 0 || errno != ENOSYS)
-		return pid;
-	pid = fork();
-	if (pid > 0 && (*pidfd = (int) syscall(SYS_pidfd_open, pid, 0)) < 0)
+	if (!no_clone3)
 	{
-		int			e = errno;
+		pid = (pid_t) syscall(SYS_clone3, &args, sizeof(args));
+		if (pid >= 0 || errno != ENOSYS)
+			return pid;
+		no_clone3 = true;
+	}
+	pid = fork();
+	if (pid > 0 && (no_pidfd_open ||
+					(*pidfd = (int) syscall(SYS_pidfd_open, pid, 0)) < 0))
+	{
+		*pidfd = -1;
+		if (no_pidfd_open || errno == ENOSYS)
+		{
+			no_pidfd_open = true;
+			return pid;			/* no pidfds at all: SIGCHLD tells us */
+		}
+		{
+			int			e = errno;
 
-		kill(pid, SIGKILL);
-		waitpid(pid, NULL, 0);
-		errno = e;
-		return -1;
+			kill(pid, SIGKILL);
+			waitpid(pid, NULL, 0);
+			errno = e;
+			return -1;
+		}
 	}
 	return pid;
+}
+
+/*
+ * Without pidfds (valgrind does not know pidfd_open), exits are noticed on
+ * SIGCHLD by trying every such process, as libuv does for uv_spawn.
+ */
+static fx_proc *sigchld_procs;
+static uv_signal_t sigchld;
+static bool sigchld_started;
+
+static void check_exit(fx_proc *p);
+
+static void
+on_sigchld(uv_signal_t *h, int signum)
+{
+	fx_proc    *p = sigchld_procs;
+
+	(void) h;
+	(void) signum;
+	while (p)
+	{
+		fx_proc    *next = p->next_nopidfd;
+
+		check_exit(p);
+		p = next;
+	}
+}
+
+static void
+watch_without_pidfd(fx_proc *p)
+{
+	if (!sigchld_started)
+	{
+		uv_signal_init(p->loop, &sigchld);
+		uv_signal_start(&sigchld, on_sigchld, SIGCHLD);
+		uv_unref((uv_handle_t *) &sigchld);
+		sigchld_started = true;
+	}
+	p->next_nopidfd = sigchld_procs;
+	sigchld_procs = p;
+}
+
+static void
+unwatch_without_pidfd(fx_proc *p)
+{
+	for (fx_proc **pp = &sigchld_procs; *pp; pp = &(*pp)->next_nopidfd)
+		if (*pp == p)
+		{
+			*pp = p->next_nopidfd;
+			return;
+		}
 }
 
 static void
@@ -215,19 +281,26 @@ drain_timeout(uv_timer_t *t)
 }
 
 static void
-on_exited(uv_poll_t *h, int status, int events)
+check_exit(fx_proc *p)
 {
-	fx_proc    *p = h->data;
-
-	(void) status;
-	(void) events;
-	if (wait4(p->pid, &p->status, WNOHANG, &p->ru) != p->pid)
+	if (p->exited || wait4(p->pid, &p->status, WNOHANG, &p->ru) != p->pid)
 		return;
 	p->exited = true;
-	uv_poll_stop(h);
+	if (p->pidfd >= 0)
+		uv_poll_stop(&p->exitw);
+	else
+		unwatch_without_pidfd(p);
 	kill(-p->pid, SIGKILL);		/* nothing of the tree outlives it */
 	uv_timer_start(&p->drain, drain_timeout, DRAIN_MS, 0);
 	maybe_report(p);
+}
+
+static void
+on_exited(uv_poll_t *h, int status, int events)
+{
+	(void) status;
+	(void) events;
+	check_exit(h->data);
 }
 
 static void
@@ -291,9 +364,11 @@ fx_proc_start(uv_loop_t *loop, const fx_proc_spec *spec, fx_proc *p, char **why)
 	close_fds(fds, 4);
 	if (p->pid < 0)
 	{
-		*why = fx_xasprintf("cannot start process: %s", strerror(errno));
+		int			e = errno;
+
+		*why = fx_xasprintf("cannot start process: %s", strerror(e));
 		close_fds((int[]) {in[1], out[0], err[0], sock[0], ep[0]}, 5);
-		return -errno;
+		return -e;
 	}
 	while ((n = read(ep[0], msg, sizeof(msg))) < 0 && errno == EINTR)
 		;
@@ -303,7 +378,7 @@ fx_proc_start(uv_loop_t *loop, const fx_proc_spec *spec, fx_proc *p, char **why)
 		*why = fx_xasprintf("cannot %s \"%s\": %s", step_names[msg[0]],
 							msg[0] == STEP_CHDIR ? spec->cwd : spec->argv[0], strerror(msg[1]));
 		waitpid(p->pid, NULL, 0);
-		close_fds((int[]) {in[1], out[0], err[0], sock[0], p->pidfd}, 5);
+		close_fds((int[]) {in[1], out[0], err[0], sock[0], p->pidfd}, 5);	/* pidfd may be -1 */
 		return -msg[1];
 	}
 
@@ -320,13 +395,21 @@ fx_proc_start(uv_loop_t *loop, const fx_proc_spec *spec, fx_proc *p, char **why)
 		p->has_sock = true;
 		uv_read_start((uv_stream_t *) &p->sock, alloc_cb, read_sock);
 	}
-	uv_poll_init(loop, &p->exitw, p->pidfd);
-	p->exitw.data = p;
-	p->handles++;
-	uv_poll_start(&p->exitw, UV_READABLE, on_exited);
 	uv_timer_init(loop, &p->drain);
 	p->drain.data = p;
 	p->handles++;
+	if (p->pidfd >= 0)
+	{
+		uv_poll_init(loop, &p->exitw, p->pidfd);
+		p->exitw.data = p;
+		p->handles++;
+		uv_poll_start(&p->exitw, UV_READABLE, on_exited);
+	}
+	else
+	{
+		watch_without_pidfd(p);
+		check_exit(p);			/* it may have exited before we watched */
+	}
 	return 0;
 }
 
@@ -418,13 +501,16 @@ fx_proc_close(fx_proc *p)
 		/* Reap synchronously: SIGKILL cannot be ignored, so this is short. */
 		if (wait4(p->pid, &p->status, 0, &p->ru) == p->pid)
 			p->exited = true;
+		if (p->pidfd < 0)
+			unwatch_without_pidfd(p);
 	}
 	close_in(p);
 	uv_close((uv_handle_t *) &p->out, handle_closed);
 	uv_close((uv_handle_t *) &p->err, handle_closed);
 	if (p->has_sock)
 		uv_close((uv_handle_t *) &p->sock, handle_closed);
-	uv_close((uv_handle_t *) &p->exitw, handle_closed);
+	if (p->pidfd >= 0)
+		uv_close((uv_handle_t *) &p->exitw, handle_closed);
 	uv_close((uv_handle_t *) &p->drain, handle_closed);
 }
 

@@ -35,7 +35,8 @@ struct fx_proc
 	uv_loop_t  *loop;
 	pid_t		pid;
 	int			pidfd;
-	uv_poll_t	exitw;			/* pidfd readable = exited */
+	uv_poll_t	exitw;			/* pidfd readable = exited (if pidfd >= 0) */
+	struct fx_proc *next_nopidfd;	/* watched through SIGCHLD instead */
 	uv_pipe_t	in;				/* child's stdin */
 	uv_pipe_t	out;			/* child's stdout */
 	uv_pipe_t	err;			/* child's stderr */
