@@ -71,6 +71,7 @@ typedef struct fx_inv
 	bool		log_truncated;
 
 	struct fx_inv *next;		/* the worker's list */
+	struct fx_inv *next_waiting;	/* waiting for the same bundle */
 	void	   *data;
 } fx_inv;
 

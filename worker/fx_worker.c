@@ -34,6 +34,17 @@
 #include "fx_log.h"
 #include "fx_worker.h"
 
+/* A code bundle being fetched, and the attempts waiting for it. */
+typedef struct fx_fetch
+{
+	char	   *hash;
+	char	   *fn;
+	int			version;
+	bool		sent;			/* the query is in flight */
+	fx_inv	   *waiting;		/* linked through next_waiting */
+	struct fx_fetch *next;
+} fx_fetch;
+
 typedef struct fx_worker
 {
 	uv_loop_t	loop;
@@ -47,6 +58,7 @@ typedef struct fx_worker
 	uv_signal_t sigint;
 	unsigned	ticks;
 	fx_inv	   *active;			/* claimed and not yet finished */
+	fx_fetch   *fetches;		/* bundles being fetched */
 	int			nactive;
 	fx_inv	   *done;			/* finished, waiting to be sent */
 	fx_inv	   *sending;		/* in the fx.finish in flight */
@@ -287,39 +299,76 @@ run(fx_worker *w, fx_inv *inv)
 	fx_exec_start(&w->ex, inv);
 }
 
+static void send_fetch(fx_worker *w, fx_fetch *f);
+
+static void
+free_fetch(fx_worker *w, fx_fetch *f)
+{
+	for (fx_fetch **pp = &w->fetches; *pp; pp = &(*pp)->next)
+		if (*pp == f)
+		{
+			*pp = f->next;
+			break;
+		}
+	free(f->hash);
+	free(f->fn);
+	free(f);
+}
+
 static void
 bundle_cb(fx_db *db, PGresult *res, void *arg)
 {
 	fx_worker  *w = worker_of(db);
-	fx_inv	   *inv = arg;
+	fx_fetch   *f = arg;
+	fx_inv	   *waiting = f->waiting;
 	char	   *why = NULL;
 
-	if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 ||
+	f->sent = false;
+	if (res == NULL)
+		return;					/* connection lost: fetched again on reconnect */
+	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 ||
 		PQgetisnull(res, 0, 0))
+		why = fx_xasprintf("cannot fetch the code bundle: %s", fx_db_error(res));
+	else if (fx_bundle_unpack(w->cfg.cache_dir, f->hash, PQgetvalue(res, 0, 0),
+							  PQgetlength(res, 0, 0), &why) == 0)
+		why = NULL;
+	free_fetch(w, f);
+	while (waiting)
 	{
-		fail_now(w, inv, res ? "cannot fetch the code bundle" : "cannot fetch the code bundle: connection lost");
-		return;
+		fx_inv	   *inv = waiting;
+
+		waiting = inv->next_waiting;
+		inv->next_waiting = NULL;
+		if (why == NULL)
+			inv->bundle_dir = fx_bundle_path(w->cfg.cache_dir, inv->hash);
+		if (inv->bundle_dir)
+			run(w, inv);
+		else
+			fail_now(w, inv, why ? why : "bundle vanished from the cache");
 	}
-	if (fx_bundle_unpack(w->cfg.cache_dir, inv->hash, PQgetvalue(res, 0, 0),
-						 PQgetlength(res, 0, 0), &why) < 0)
-	{
-		fail_now(w, inv, why);
-		free(why);
+	free(why);
+}
+
+static void
+send_fetch(fx_worker *w, fx_fetch *f)
+{
+	char		version[16];
+	const char *params[2];
+
+	if (f->sent || w->db.state != FX_DB_READY)
 		return;
-	}
-	inv->bundle_dir = fx_bundle_path(w->cfg.cache_dir, inv->hash);
-	if (inv->bundle_dir == NULL)
-		fail_now(w, inv, "bundle vanished from the cache");
-	else
-		run(w, inv);
+	f->sent = true;
+	snprintf(version, sizeof(version), "%d", f->version);
+	params[0] = f->fn;
+	params[1] = version;
+	fx_db_query_binary(&w->db, "SELECT fx.bundle($1, $2::int)", 2, params, bundle_cb, f);
 }
 
 /* Start a claimed invocation: find its bundle, fetching it if needed. */
 static void
 start(fx_worker *w, fx_inv *inv)
 {
-	char		version[16];
-	const char *params[2];
+	fx_fetch   *f;
 
 	inv->ex = &w->ex;
 	inv->next = w->active;
@@ -331,10 +380,21 @@ start(fx_worker *w, fx_inv *inv)
 		run(w, inv);
 		return;
 	}
-	snprintf(version, sizeof(version), "%d", inv->version);
-	params[0] = inv->fn;
-	params[1] = version;
-	fx_db_query_binary(&w->db, "SELECT fx.bundle($1, $2::int)", 2, params, bundle_cb, inv);
+	for (f = w->fetches; f; f = f->next)
+		if (strcmp(f->hash, inv->hash) == 0)
+			break;
+	if (f == NULL)
+	{
+		f = fx_xcalloc(1, sizeof(*f));
+		f->hash = fx_xstrdup(inv->hash);
+		f->fn = fx_xstrdup(inv->fn);
+		f->version = inv->version;
+		f->next = w->fetches;
+		w->fetches = f;
+	}
+	inv->next_waiting = f->waiting;
+	f->waiting = inv;
+	send_fetch(w, f);
 }
 
 static void
@@ -436,6 +496,8 @@ on_ready(fx_db *db)
 	fx_db_query_params(db, "LISTEN fx_cancel", 0, NULL, ignore_cb, "LISTEN");
 	if (w->nactive > 0 || w->done)
 		fx_db_query_params(db, "SELECT fx.adopt($1)", 1, params, ignore_cb, "adopting leases");
+	for (fx_fetch *f = w->fetches; f; f = f->next)
+		send_fetch(w, f);
 	flush_done(w);
 	claim(w);
 }
@@ -556,6 +618,18 @@ released_cb(fx_db *db, PGresult *res, void *arg)
 	(void) arg;
 	if (res && PQresultStatus(res) == PGRES_TUPLES_OK)
 		fx_info("gave back %s running invocation(s)", PQgetvalue(res, 0, 0));
+	while (w->fetches)
+	{
+		fx_fetch   *f = w->fetches;
+
+		for (fx_inv *i = f->waiting, *next; i; i = next)
+		{
+			next = i->next_waiting;
+			unlink_active(w, i);
+			fx_inv_free(i);
+		}
+		free_fetch(w, f);
+	}
 	for (fx_inv *i = w->active; i; i = i->next)
 		if (i->bundle_dir)
 			fx_exec_kill(&w->ex, i, "worker stopping");
