@@ -56,7 +56,7 @@ fx_pg_start() {
 	chown postgres "$FX_TEST_DIR/data" "$FX_TEST_DIR/run"
 	runuser -u postgres -- "$PG_BIN/initdb" -D "$FX_TEST_DIR/data" -U postgres -A trust \
 		--no-sync >"$FX_TEST_DIR/initdb.log" 2>&1 || { cat "$FX_TEST_DIR/initdb.log"; exit 1; }
-	fx_pg_ctl start
+	fx_pg_ctl start || { echo "not ok - PostgreSQL did not start"; cat "$FX_TEST_DIR/run/pg.log"; exit 1; }
 	export PGHOST=$FX_TEST_DIR/run PGUSER=postgres PGDATABASE=postgres PGPORT=5432
 	"$PG_BIN/psql" -X -q -c "CREATE DATABASE fx" >/dev/null
 	export PGDATABASE=fx
@@ -69,7 +69,7 @@ fx_pg_start() {
 fx_pg_ctl() {
 	local action=$1
 	shift
-	runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$FX_TEST_DIR/data" -l "$FX_TEST_DIR/pg.log" -w \
+	runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$FX_TEST_DIR/data" -l "$FX_TEST_DIR/run/pg.log" -w \
 		-o "-k $FX_TEST_DIR/run -c listen_addresses= -p 5432 -c fsync=off" "$@" "$action" >/dev/null
 }
 
@@ -113,7 +113,7 @@ fx_cleanup() {
 		kill -KILL "$pid" 2>/dev/null
 	done
 	wait 2>/dev/null
-	for f in "$FX_TEST_DIR"/*.log; do
+	for f in "$FX_TEST_DIR"/*.log "$FX_TEST_DIR"/run/*.log; do
 		if grep -qE 'AddressSanitizer|LeakSanitizer|runtime error:|ERROR SUMMARY: [1-9]|definitely lost: [1-9]' "$f" 2>/dev/null; then
 			not_ok "memory checker report in $(basename "$f")"
 			grep -E -A 25 'AddressSanitizer|LeakSanitizer|runtime error:|ERROR SUMMARY|definitely lost' "$f" | head -60 | sed 's/^/# /' >&2
@@ -122,7 +122,7 @@ fx_cleanup() {
 	fx_pg_ctl stop -m immediate 2>/dev/null
 	if [ "$FX_FAILED" != 0 ] || [ -n "${FX_KEEP:-}" ]; then
 		echo "# test directory kept: $FX_TEST_DIR" >&2
-		for f in "$FX_TEST_DIR"/*.log; do
+		for f in "$FX_TEST_DIR"/*.log "$FX_TEST_DIR"/run/*.log; do
 			echo "# --- $f (last 30 lines)" >&2
 			tail -n 30 "$f" | sed 's/^/# /' >&2
 		done

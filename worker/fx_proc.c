@@ -24,7 +24,7 @@
 #include "fx_log.h"
 #include "fx_proc.h"
 
-#define DRAIN_MS 200			/* wait for pipes to drain after exit */
+#define DRAIN_MS 2000			/* wait for pipes to drain after exit */
 
 typedef struct write_req
 {
@@ -271,12 +271,35 @@ read_sock(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 	}
 }
 
+/* Read what is left in a pipe without waiting (the loop may be behind). */
+static void
+drain_now(fx_proc *p, uv_pipe_t *pipe, fx_proc_data_cb cb)
+{
+	uv_os_fd_t	fd;
+	char		buf[65536];
+	ssize_t		n;
+
+	if (uv_fileno((uv_handle_t *) pipe, &fd) != 0)
+		return;
+	while ((n = read(fd, buf, sizeof(buf))) > 0)
+		if (cb)
+			cb(p, buf, n);
+}
+
+/*
+ * The process exited long ago but a pipe is still open: something outside
+ * its process group holds it.  Take what is there and stop waiting.
+ */
 static void
 drain_timeout(uv_timer_t *t)
 {
 	fx_proc    *p = t->data;
 
-	p->out_eof = p->err_eof = true;	/* a grandchild kept a pipe open */
+	if (!p->out_eof)
+		drain_now(p, &p->out, p->on_out);
+	if (!p->err_eof)
+		drain_now(p, &p->err, p->on_err);
+	p->out_eof = p->err_eof = true;
 	maybe_report(p);
 }
 

@@ -72,6 +72,7 @@ typedef struct fx_worker
 } fx_worker;
 
 static void claim(fx_worker *w);
+static void schedule_due(fx_worker *w);
 static void flush_done(fx_worker *w);
 static void maybe_stop(fx_worker *w);
 
@@ -156,6 +157,12 @@ finished_cb(fx_db *db, PGresult *res, void *arg)
 			fx_info("%d of %d finished invocations were no longer ours (lease moved on)",
 					total - accepted, total);
 	}
+	for (fx_inv *i = sent; i; i = i->next)
+		if (!i->ok)
+		{
+			schedule_due(w);	/* a retry may come due before the tick */
+			break;
+		}
 	free_list(sent);
 	flush_done(w);
 	maybe_stop(w);
@@ -423,6 +430,14 @@ next_due_cb(fx_db *db, PGresult *res, void *arg)
 	uv_timer_start(&w->due, due_cb, (uint64_t) ms, 0);
 }
 
+/* Set the due timer for the earliest delayed invocation. */
+static void
+schedule_due(fx_worker *w)
+{
+	fx_db_query_params(&w->db, "SELECT extract(epoch FROM fx.next_due() - now()) * 1000",
+					   0, NULL, next_due_cb, NULL);
+}
+
 static void
 claimed_cb(fx_db *db, PGresult *res, void *arg)
 {
@@ -444,8 +459,7 @@ claimed_cb(fx_db *db, PGresult *res, void *arg)
 	if (n < asked)
 	{
 		w->want_claim = false;
-		fx_db_query_params(db, "SELECT extract(epoch FROM fx.next_due() - now()) * 1000",
-						   0, NULL, next_due_cb, NULL);
+		schedule_due(w);
 	}
 	else
 		claim(w);

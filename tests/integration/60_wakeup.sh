@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# 60_wakeup.sh: an idle worker is woken by the commit of fx_invoke (NOTIFY),
+# not by its fallback poll; an invocation exists only once its transaction
+# commits.
+source "$(dirname "$0")/../lib.sh"
+
+
+fx_pg_start
+
+sessions_are() { [ "$(q "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'fx-%'")" = "$1" ]; }
+status_is() { [ "$(q "SELECT status FROM fx.invocation WHERE id = $1")" = "$2" ]; }
+
+# quick: records "ID ARGS" in runs.txt and answers its args.
+runs=$FX_TEST_DIR/runs.txt
+mkdir -p "$FX_TEST_DIR/fn/quick"
+cat >"$FX_TEST_DIR/fn/quick/main" <<EOF
+#!/bin/sh
+args=\$(cat)
+echo "\$FX_INVOCATION_ID \$args" >>$runs
+echo "\$args"
+EOF
+chmod +x "$FX_TEST_DIR/fn/quick/main"
+fx_deploy quick "$FX_TEST_DIR/fn/quick" --timeout 10s --retries 0
+
+fx_worker_start A
+wait_for "worker A is connected" 10 sessions_are 1
+# warm the bundle cache, then let the worker idle
+check_eq "a first call works" '"warm"' "$(q "SELECT fx_call('quick', '\"warm\"')")"
+sleep 2.5
+
+# --- wake-up latency: commit of fx_invoke -> started_at
+# Each fx_invoke runs in its own autocommit statement, so created_at (the
+# transaction's start) is at most a few ms before its commit.
+for i in $(seq 1 20); do
+	id=$(q "SELECT fx_invoke('quick', to_jsonb($i))")
+	q "SELECT fx_result($id, '5s')" >/dev/null
+	ids="${ids:+$ids,}$id"
+done
+check_eq "the 20 sequential invocations succeeded" 20 \
+	"$(q "SELECT count(*) FROM fx.invocation WHERE id IN ($ids) AND status = 'succeeded'")"
+lat=$(q "SELECT string_agg(round(ms)::text, ' ' ORDER BY id) FROM
+	(SELECT id, extract(epoch FROM started_at - created_at) * 1000 AS ms
+	   FROM fx.invocation WHERE id IN ($ids)) s")
+median=$(q "SELECT round(percentile_cont(0.5) WITHIN GROUP (ORDER BY
+	extract(epoch FROM started_at - created_at) * 1000)::numeric, 1)
+	FROM fx.invocation WHERE id IN ($ids)")
+echo "# enqueue -> start, ms: $lat"
+check "median enqueue -> start latency ${median} ms < 50 ms (woken by NOTIFY, not the poll)" \
+	awk -v m="$median" 'BEGIN { exit !(m != "" && m < 50) }'
+
+# --- rollback: nothing to run
+q "BEGIN; SELECT fx_invoke('quick', '\"rolled back\"'); ROLLBACK;" >/dev/null
+sleep 1.5
+check_eq "a rolled-back fx_invoke leaves no invocation" 0 \
+	"$(q "SELECT count(*) FROM fx.invocation WHERE args = '\"rolled back\"'")"
+check "and nothing ran" bash -c "! grep -q 'rolled back' '$runs'"
+
+# --- a transaction that commits later: runs only after the commit
+"$PG_BIN/psql" -X -qAt -v ON_ERROR_STOP=1 >"$FX_TEST_DIR/later.out" 2>&1 <<'EOF' &
+BEGIN;
+SELECT fx_invoke('quick', '"later"');
+SELECT pg_sleep(1.5);
+SELECT 'commit at ' || clock_timestamp();
+COMMIT;
+EOF
+psql_pid=$!
+sleep 1
+check_eq "before the commit, other sessions see no invocation" 0 \
+	"$(q "SELECT count(*) FROM fx.invocation WHERE args = '\"later\"'")"
+check "before the commit, it has not run" bash -c "! grep -q later '$runs'"
+wait "$psql_pid"
+check_eq "the transaction committed" 0 "$?"
+id=$(sed -n 1p "$FX_TEST_DIR/later.out")
+commit_at=$(sed -n 's/^commit at //p' "$FX_TEST_DIR/later.out")
+wait_for "after the commit it runs" 5 status_is "${id:-0}" succeeded
+check_eq "it started after the commit" t \
+	"$(q "SELECT started_at >= '$commit_at'::timestamptz FROM fx.invocation WHERE id = ${id:-0}")"
+d=$(q "SELECT round(extract(epoch FROM started_at - '$commit_at'::timestamptz) * 1000) FROM fx.invocation WHERE id = ${id:-0}")
+check "and promptly: ${d} ms after the commit (< 200 ms)" test "${d:-9999}" -lt 200
+
+exit $FX_FAILED
