@@ -230,7 +230,7 @@ build_env(fx_exec *ex, fx_inv *inv)
 	add_env(&env, &n, fx_xasprintf("FX_MODE=%s", inv->session ? "session" : "simple"));
 	add_env(&env, &n, fx_xasprintf("FX_FN=%s", inv->fn));
 	add_env(&env, &n, fx_xasprintf("FX_VERSION=%d", inv->version));
-	add_env(&env, &n, fx_xasprintf("FX_BUNDLE=%s", inv->bundle_dir));
+	add_env(&env, &n, fx_xasprintf("FX_BUNDLE=%s", ex->cfg.sandbox ? "/fn" : inv->bundle_dir));
 	if (ex->cfg.python_path)
 		add_env(&env, &n, fx_xasprintf("PYTHONPATH=%s", ex->cfg.python_path));
 	if (inv->session)
@@ -248,6 +248,48 @@ build_env(fx_exec *ex, fx_inv *inv)
 		if (cJSON_IsString(e))
 		add_env(&env, &n, fx_xasprintf("%s=%s", e->string, e->valuestring));
 	return env;
+}
+
+static int
+option_int(fx_inv *inv, const char *name, int dflt)
+{
+	cJSON	   *v = cJSON_GetObjectItem(inv->options, name);
+
+	return cJSON_IsNumber(v) ? v->valueint : dflt;
+}
+
+/* What the sandbox needs to know about this attempt's function. */
+static void
+make_launch(fx_inv *inv, char **env, fx_launch *l)
+{
+	cJSON	   *cpu = cJSON_GetObjectItem(inv->options, "cpu");
+
+	memset(l, 0, sizeof(*l));
+	l->bundle_dir = inv->bundle_dir;
+	l->argv = inv->argv;
+	l->envp = env;
+	l->session = inv->session;
+	l->memory_mb = inv->memory_mb;
+	l->pids = option_int(inv, "pids", 256);
+	l->tmp_mb = option_int(inv, "tmp_mb", 64);
+	l->cpu = cJSON_IsNumber(cpu) ? cpu->valuedouble : 1.0;
+	l->uid = -1;
+	l->gid = -1;
+}
+
+/* Metering from how the process ended. */
+static void
+meter(fx_inv *inv, fx_proc *p)
+{
+	inv->cpu_ms = (p->ru.ru_utime.tv_sec + p->ru.ru_stime.tv_sec) * 1e3 +
+		(p->ru.ru_utime.tv_usec + p->ru.ru_stime.tv_usec) / 1e3;
+	inv->max_rss_kb = p->peak_kb >= 0 ? p->peak_kb : p->ru.ru_maxrss;
+}
+
+static char *
+oom_message(fx_inv *inv)
+{
+	return fx_xasprintf("out of memory: the function exceeded its %d MB", inv->memory_mb);
 }
 
 static void
@@ -332,14 +374,19 @@ simple_outcome(fx_simple *s, fx_inv *inv)
 	fx_proc    *p = &s->proc;
 	char	   *why;
 
-	inv->cpu_ms = (p->ru.ru_utime.tv_sec + p->ru.ru_stime.tv_sec) * 1e3 +
-		(p->ru.ru_utime.tv_usec + p->ru.ru_stime.tv_usec) / 1e3;
-	inv->max_rss_kb = p->ru.ru_maxrss;
+	meter(inv, p);
 	if (inv->cancelled)
 		return;					/* outcome already set by fx_exec_kill */
 	if (inv->timed_out)
 	{
 		why = fx_xasprintf("timed out after %d ms", inv->timeout_ms);
+		fx_inv_fail(inv, true, why, NULL);
+		free(why);
+		return;
+	}
+	if (p->oom_killed)
+	{
+		why = oom_message(inv);
 		fx_inv_fail(inv, true, why, NULL);
 		free(why);
 		return;
@@ -396,6 +443,7 @@ simple_start(fx_exec *ex, fx_inv *inv)
 {
 	fx_simple  *s = fx_xcalloc(1, sizeof(*s));
 	fx_proc_spec spec;
+	fx_launch	launch;
 	char	  **env = build_env(ex, inv);
 	char	   *why = NULL;
 
@@ -403,6 +451,8 @@ simple_start(fx_exec *ex, fx_inv *inv)
 	spec.envp = env;
 	spec.cwd = inv->bundle_dir;
 	spec.session = false;
+	make_launch(inv, env, &launch);
+	spec.sandbox = ex->cfg.sandbox ? &launch : NULL;
 	s->inv = inv;
 	s->max_out = ex->cfg.max_result_bytes;
 	s->proc.owner = s;
@@ -422,6 +472,7 @@ simple_start(fx_exec *ex, fx_inv *inv)
 	}
 	free_strv(env);
 	inv->simple = s;
+	inv->start = s->proc.prewarmed ? FX_START_PREWARMED : FX_START_COLD;
 	fx_proc_write_stdin(&s->proc, inv->args, strlen(inv->args));
 }
 
@@ -716,12 +767,17 @@ session_end(fx_session *s, const char *why, const char *detail)
 	if (inv)
 	{
 		inv->sess = NULL;
-		inv->cpu_ms = (s->proc.ru.ru_utime.tv_sec + s->proc.ru.ru_stime.tv_sec) * 1e3 +
-			(s->proc.ru.ru_utime.tv_usec + s->proc.ru.ru_stime.tv_usec) / 1e3;
-		inv->max_rss_kb = s->proc.ru.ru_maxrss;
+		meter(inv, &s->proc);
 		if (!inv->cancelled)
 		{
-			if (inv->timed_out)
+			if (s->proc.oom_killed)
+			{
+				char	   *msg = oom_message(inv);
+
+				fx_inv_fail(inv, true, msg, NULL);
+				free(msg);
+			}
+			else if (inv->timed_out)
 			{
 				char	   *msg = fx_xasprintf("timed out after %d ms", inv->timeout_ms);
 
@@ -759,6 +815,7 @@ session_new(fx_exec *ex, fx_inv *inv, char **why)
 {
 	fx_session *s = fx_xcalloc(1, sizeof(*s));
 	fx_proc_spec spec;
+	fx_launch	launch;
 	char	  **env = build_env(ex, inv);
 	int			r;
 
@@ -766,6 +823,8 @@ session_new(fx_exec *ex, fx_inv *inv, char **why)
 	spec.envp = env;
 	spec.cwd = inv->bundle_dir;
 	spec.session = true;
+	make_launch(inv, env, &launch);
+	spec.sandbox = ex->cfg.sandbox ? &launch : NULL;
 	s->ex = ex;
 	s->fn = fx_xstrdup(inv->fn);
 	s->version = inv->version;
@@ -813,7 +872,6 @@ session_start(fx_exec *ex, fx_inv *inv)
 	}
 	while (ex->nsessions >= ex->cfg.max_sessions && evict_one(ex))
 		;
-	inv->start = FX_START_COLD;
 	s = session_new(ex, inv, &why);
 	if (s == NULL)
 	{
@@ -822,6 +880,7 @@ session_start(fx_exec *ex, fx_inv *inv)
 		finish(ex, inv);
 		return;
 	}
+	inv->start = s->proc.prewarmed ? FX_START_PREWARMED : FX_START_COLD;
 	inv->sess = s;
 	s->inv = inv;				/* sent when the process says "ready" */
 }

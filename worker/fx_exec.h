@@ -21,7 +21,8 @@ typedef struct fx_simple fx_simple;
 
 typedef enum fx_start_kind
 {
-	FX_START_COLD,				/* a new process */
+	FX_START_COLD,				/* a new process in a new sandbox */
+	FX_START_PREWARMED,			/* a new process in a prewarmed sandbox */
 	FX_START_WARM				/* a warm session process */
 } fx_start_kind;
 
@@ -82,6 +83,7 @@ typedef struct fx_exec_config
 	int			warm_ttl_ms;	/* idle session processes live this long */
 	int			max_sessions;	/* warm processes in total */
 	const char *python_path;	/* directory of fx.py */
+	bool		sandbox;		/* run functions in sandboxes (fx_sandbox.h) */
 } fx_exec_config;
 
 struct fx_exec

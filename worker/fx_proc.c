@@ -214,6 +214,9 @@ close_fds(int *fds, int n)
 
 static void handle_closed(uv_handle_t *h);
 static void maybe_report(fx_proc *p);
+static void wire(uv_loop_t *loop, fx_proc *p, int in, int out, int err, int sock);
+static int	start_sandboxed(uv_loop_t *loop, const fx_proc_spec *spec, fx_proc *p,
+							char **why);
 
 static void
 alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
@@ -309,6 +312,15 @@ check_exit(fx_proc *p)
 	if (p->exited || wait4(p->pid, &p->status, WNOHANG, &p->ru) != p->pid)
 		return;
 	p->exited = true;
+	if (p->stem)
+	{
+		fx_cgroup_usage u;
+
+		fx_sandbox_done(p->stem, &p->status, &u);
+		p->stem = NULL;
+		p->oom_killed = u.oom_killed;
+		p->peak_kb = u.peak_kb;
+	}
 	if (p->pidfd >= 0)
 		uv_poll_stop(&p->exitw);
 	else
@@ -361,6 +373,9 @@ fx_proc_start(uv_loop_t *loop, const fx_proc_spec *spec, fx_proc *p, char **why)
 
 	p->loop = loop;
 	p->pidfd = -1;
+	p->peak_kb = -1;
+	if (spec->sandbox)
+		return start_sandboxed(loop, spec, p, why);
 	path = resolve(spec->argv[0], spec->cwd, spec->envp);
 	if (path == NULL)
 	{
@@ -405,16 +420,24 @@ fx_proc_start(uv_loop_t *loop, const fx_proc_spec *spec, fx_proc *p, char **why)
 		return -msg[1];
 	}
 
+	wire(loop, p, in[1], out[0], err[0], spec->session ? sock[0] : -1);
+	return 0;
+}
+
+/* Own the parent's ends of the pipes and watch for the exit. */
+static void
+wire(uv_loop_t *loop, fx_proc *p, int in, int out, int err, int sock)
+{
 	p->started_ns = fx_mono_ns();
-	open_pipe(p, &p->in, in[1]);
+	open_pipe(p, &p->in, in);
 	p->in_open = true;
-	open_pipe(p, &p->out, out[0]);
-	open_pipe(p, &p->err, err[0]);
+	open_pipe(p, &p->out, out);
+	open_pipe(p, &p->err, err);
 	uv_read_start((uv_stream_t *) &p->out, alloc_cb, read_out);
 	uv_read_start((uv_stream_t *) &p->err, alloc_cb, read_err);
-	if (spec->session)
+	if (sock >= 0)
 	{
-		open_pipe(p, &p->sock, sock[0]);
+		open_pipe(p, &p->sock, sock);
 		p->has_sock = true;
 		uv_read_start((uv_stream_t *) &p->sock, alloc_cb, read_sock);
 	}
@@ -433,6 +456,23 @@ fx_proc_start(uv_loop_t *loop, const fx_proc_spec *spec, fx_proc *p, char **why)
 		watch_without_pidfd(p);
 		check_exit(p);			/* it may have exited before we watched */
 	}
+}
+
+static int
+start_sandboxed(uv_loop_t *loop, const fx_proc_spec *spec, fx_proc *p, char **why)
+{
+	fx_sandboxed sbx;
+	int			rc = fx_sandbox_launch(spec->sandbox, &sbx, why);
+
+	if (rc < 0)
+		return rc;
+	p->pid = sbx.pid;
+	p->pidfd = sbx.pidfd;
+	p->stem = sbx.stem;
+	p->prewarmed = sbx.prewarmed;
+	wire(loop, p, sbx.in, sbx.out, sbx.err, spec->session ? sbx.sock : -1);
+	if (!spec->session)
+		close(sbx.sock);
 	return 0;
 }
 
@@ -526,6 +566,13 @@ fx_proc_close(fx_proc *p)
 			p->exited = true;
 		if (p->pidfd < 0)
 			unwatch_without_pidfd(p);
+		if (p->stem)
+		{
+			fx_cgroup_usage u;
+
+			fx_sandbox_done(p->stem, &p->status, &u);
+			p->stem = NULL;
+		}
 	}
 	close_in(p);
 	uv_close((uv_handle_t *) &p->out, handle_closed);

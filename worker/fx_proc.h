@@ -17,6 +17,8 @@
 
 #include <uv.h>
 
+#include "fx_sandbox.h"
+
 typedef struct fx_proc fx_proc;
 
 typedef void (*fx_proc_data_cb) (fx_proc *p, const char *buf, size_t n);
@@ -28,6 +30,7 @@ typedef struct fx_proc_spec
 	char	  **envp;
 	const char *cwd;
 	bool		session;		/* give the child a protocol socket as fd 3 */
+	const fx_launch *sandbox;	/* run it in a sandbox; NULL: a plain process */
 } fx_proc_spec;
 
 struct fx_proc
@@ -49,8 +52,12 @@ struct fx_proc
 	bool		err_eof;
 	bool		reported;		/* on_exit was called */
 	bool		closing;
-	int			status;			/* wait status */
+	int			status;			/* wait status (the function's, if sandboxed) */
 	struct rusage ru;
+	fx_stem    *stem;			/* the sandbox, until it is reaped */
+	bool		prewarmed;		/* started from a prewarmed sandbox */
+	bool		oom_killed;		/* its cgroup's memory limit killed it */
+	long		peak_kb;		/* cgroup peak memory, -1 if unknown */
 	uv_timer_t	drain;			/* bounds the wait for EOF after exit */
 	uint64_t	started_ns;
 	void	   *owner;

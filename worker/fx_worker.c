@@ -32,6 +32,7 @@
 #include "fx_bundle.h"
 #include "fx_db.h"
 #include "fx_log.h"
+#include "fx_sandbox.h"
 #include "fx_worker.h"
 
 /* A code bundle being fetched, and the attempts waiting for it. */
@@ -617,6 +618,8 @@ maybe_stop(fx_worker *w)
 	w->done = NULL;
 	fx_info("worker %s stopped", w->owner);
 	fx_exec_shutdown(&w->ex);
+	if (w->cfg.exec.sandbox)
+		fx_sandbox_shutdown();
 	fx_db_close(&w->db);
 	uv_close((uv_handle_t *) &w->tick, NULL);
 	uv_close((uv_handle_t *) &w->due, NULL);
@@ -724,6 +727,23 @@ fx_worker_run(const fx_worker_config *cfg)
 	signal(SIGPIPE, SIG_IGN);
 	uv_loop_init(&w->loop);
 	make_owner(w->owner, sizeof(w->owner));
+	if (cfg->exec.sandbox)
+	{
+		fx_sandbox_config sc = {cfg->stage_dir, cfg->prewarm};
+		char	   *why = NULL;
+
+		if (fx_sandbox_init(&w->loop, &sc, &why) < 0)
+		{
+			fx_err("cannot create sandboxes: %s", why);
+			fx_err("functions need user, PID, mount and network namespaces; \"fx worker --no-sandbox\" runs them unconfined instead");
+			free(why);
+			uv_loop_close(&w->loop);
+			free(w);
+			return 1;
+		}
+	}
+	else
+		fx_warn("sandboxes are off (--no-sandbox): functions run as plain processes of this user");
 	fx_exec_init(&w->ex, &w->loop, &cfg->exec);
 	w->ex.on_done = attempt_done;
 	w->ex.data = w;
@@ -745,8 +765,9 @@ fx_worker_run(const fx_worker_config *cfg)
 	uv_signal_start(&w->sigint, on_signal, SIGINT);
 	uv_timer_start(&w->tick, tick_cb, cfg->poll_ms, cfg->poll_ms);
 
-	fx_info("worker %s starting: concurrency %d, bundle cache %s", w->owner,
-			cfg->concurrency, cfg->cache_dir);
+	fx_info("worker %s starting: concurrency %d, bundle cache %s, %s", w->owner,
+			cfg->concurrency, cfg->cache_dir,
+			cfg->exec.sandbox ? "sandboxed" : "not sandboxed");
 	fx_db_start(&w->db);
 	uv_run(&w->loop, UV_RUN_DEFAULT);
 	uv_walk(&w->loop, walk_close, NULL);

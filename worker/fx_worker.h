@@ -14,6 +14,8 @@ typedef struct fx_worker_config
 	int			poll_ms;		/* reap tick */
 	int			claim_every;	/* fallback claim every N ticks */
 	int			backoff_ms;		/* first retry delay, doubled per attempt */
+	const char *stage_dir;		/* where sandboxes build their roots */
+	int			prewarm;		/* sandboxes kept ready */
 	fx_exec_config exec;
 } fx_worker_config;
 

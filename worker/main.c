@@ -37,8 +37,11 @@ static const char worker_usage[] =
 "usage: fx worker [--db CONNINFO] [--concurrency N] [--cache DIR] [--poll-ms N]\n"
 "                 [--backoff-ms N] [--warm-ttl SECONDS] [--max-sessions N]\n"
 "                 [--max-log-bytes N] [--log-level debug|info|warning|error]\n"
+"                 [--prewarm N] [--stage DIR] [--no-sandbox]\n"
 "Claims queued invocations and runs them until SIGTERM (drain) or a second\n"
-"SIGTERM/SIGINT (give back running invocations and exit).\n";
+"SIGTERM/SIGINT (give back running invocations and exit).  Functions run in\n"
+"sandboxes the worker builds (namespaces, cgroups, seccomp); --prewarm keeps N\n"
+"of them ready (default 2); --no-sandbox runs functions as plain processes.\n";
 
 static char *
 default_cache(void)
@@ -76,9 +79,12 @@ cmd_worker(int argc, char **argv)
 		{"backoff-ms", required_argument, NULL, 'b'}, {"warm-ttl", required_argument, NULL, 'w'},
 		{"max-sessions", required_argument, NULL, 's'},
 		{"max-log-bytes", required_argument, NULL, 'l'},
-		{"log-level", required_argument, NULL, 'L'}, {"help", no_argument, NULL, 'h'}, {0}
+		{"log-level", required_argument, NULL, 'L'}, {"help", no_argument, NULL, 'h'},
+		{"no-sandbox", no_argument, NULL, 'N'}, {"prewarm", required_argument, NULL, 'P'},
+		{"stage", required_argument, NULL, 'S'}, {0}
 	};
 	fx_worker_config cfg;
+	char	   *stage = NULL;
 	const char *db = NULL;
 	char	   *cache = NULL;
 	char	   *conninfo;
@@ -94,6 +100,8 @@ cmd_worker(int argc, char **argv)
 	cfg.exec.max_result_bytes = 6 * 1024 * 1024;
 	cfg.exec.warm_ttl_ms = 300 * 1000;
 	cfg.exec.max_sessions = 64;
+	cfg.exec.sandbox = true;
+	cfg.prewarm = 2;
 	cfg.exec.python_path = access(FX_PYTHON_DIR "/fx.py", R_OK) == 0 ? FX_PYTHON_DIR
 		: FX_SOURCE_PYTHON_DIR;
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1)
@@ -140,6 +148,21 @@ cmd_worker(int argc, char **argv)
 					return 2;
 				}
 				break;
+			case 'N':
+				cfg.exec.sandbox = false;
+				break;
+			case 'P':
+				cfg.prewarm = atoi(optarg);
+				if (cfg.prewarm < 0 || cfg.prewarm > 1000)
+				{
+					fprintf(stderr, "fx: --prewarm must be from 0 to 1000, not \"%s\"\n", optarg);
+					return 2;
+				}
+				break;
+			case 'S':
+				free(stage);
+				stage = fx_xstrdup(optarg);
+				break;
 			case 'h':
 				printf("%s", worker_usage);
 				return 0;
@@ -156,11 +179,28 @@ cmd_worker(int argc, char **argv)
 	conninfo = fx_cli_conninfo(db);
 	if (cache == NULL)
 		cache = default_cache();
+	if (stage == NULL)
+	{
+		char	   *slash;
+
+		stage = fx_xasprintf("%s", cache);
+		slash = strrchr(stage, '/');
+		if (slash && slash != stage)
+			*slash = '\0';
+		{
+			char	   *s = fx_xasprintf("%s/stage", stage);
+
+			free(stage);
+			stage = s;
+		}
+	}
 	cfg.conninfo = conninfo;
 	cfg.cache_dir = cache;
+	cfg.stage_dir = stage;
 	rc = fx_worker_run(&cfg);
 	free(conninfo);
 	free(cache);
+	free(stage);
 	return rc;
 }
 

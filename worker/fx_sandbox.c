@@ -1,0 +1,847 @@
+/*
+ * fx_sandbox.c: stems (prewarmed sandboxes) and launches.
+ *
+ * Parent side (worker, or a libuv thread-pool thread for prewarming):
+ * create the pipes and the cgroup, clone3 with every namespace flag and a
+ * pidfd, write the user mapping, attach the cgroup (v1; v2 clones straight
+ * into it).  The stem then waits on its "go" pipe.  A launch sets the
+ * cgroup limits, writes the launch description to the go pipe, and reads
+ * the exec-error pipe: end of file means the function is running.
+ *
+ * Child side (everything after clone until execve): async-signal-safe
+ * system calls only, no malloc, no stdio; errors go to the exec-error pipe
+ * as (step, errno) and the child exits with 127.  The child's file
+ * descriptors are moved to fixed numbers first and everything else is
+ * closed, so that a stem never holds another sandbox's pipes open.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/capability.h>
+#include <linux/filter.h>
+#include <linux/sched.h>
+#include <linux/seccomp.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "fx_bundle.h"
+#include "fx_log.h"
+#include "fx_sandbox.h"
+#include "fx_seccomp.h"
+
+/* Fixed descriptor numbers in the child. */
+enum
+{
+	FD_IN = 10, FD_OUT, FD_ERR, FD_SOCK, FD_GO, FD_EXEC, FD_STATUS, FD_LAST
+};
+
+#define GO_MAX (256 * 1024)		/* a launch description */
+#define GO_MAXV 1024			/* argv + envp entries */
+#define ROOT_UID_BASE 100000	/* root worker: uids 0..65535 inside map here */
+#define DEFAULT_UID 1000
+
+/* Steps of the child, reported with errno on failure. */
+enum step
+{
+	STEP_FDS, STEP_GO, STEP_IDS, STEP_MOUNT_ROOT, STEP_MOUNT_USR, STEP_MOUNT_FN,
+	STEP_MOUNT_TMP, STEP_MOUNT_PROC, STEP_MOUNT_DEV, STEP_ETC, STEP_PIVOT,
+	STEP_FORK, STEP_PRIVS, STEP_SECCOMP, STEP_CHDIR, STEP_EXEC
+};
+
+static const char *const step_names[] = {
+	"set up file descriptors", "receive the launch", "set user ids",
+	"mount the root", "mount /usr", "mount the bundle at /fn", "mount /tmp",
+	"mount /proc", "set up /dev", "write /etc", "enter the new root",
+	"start the function", "drop privileges", "load the seccomp filter",
+	"enter the working directory", "execute the command"
+};
+
+/* The launch description sent down the go pipe. */
+typedef struct go_header
+{
+	uint32_t	len;			/* of the whole message */
+	uint32_t	session;
+	uint32_t	uid;
+	uint32_t	gid;
+	uint32_t	tmp_mb;
+	uint32_t	argc;
+	uint32_t	envc;
+	/* then: bundle_dir, rootfs ("" = host), workdir, argv..., envp..., NULs */
+} go_header;
+
+struct fx_stem
+{
+	pid_t		pid;
+	int			pidfd;
+	int			in;
+	int			out;
+	int			err;
+	int			sock;
+	int			go;				/* write end */
+	int			exec_err;		/* read end */
+	int			status;			/* read end */
+	fx_cgroup	cg;
+	bool		cg_attach;		/* v2 without CLONE_INTO_CGROUP: attach by pid */
+	fx_stem    *next;
+};
+
+static struct
+{
+	uv_loop_t  *loop;
+	char	   *stage;
+	int			prewarm;
+	struct sock_fprog seccomp;
+	uid_t		uid;			/* the worker's */
+	gid_t		gid;
+	fx_stem    *pool;
+	int			npool;
+	int			filling;		/* stems being made in the thread pool */
+	bool		shutdown;
+} sb;
+
+/* ---------------------------------------------------------------------
+ * Child side: async-signal-safe only
+ * --------------------------------------------------------------------- */
+
+static char go_buf[GO_MAX];
+static char *go_argv[GO_MAXV];
+static char *go_envp[GO_MAXV];
+static char path_buf[4096];
+
+static void __attribute__((noreturn))
+child_fail(enum step step)
+{
+	int			msg[2] = {(int) step, errno};
+
+	(void) !write(FD_EXEC, msg, sizeof(msg));
+	_exit(127);
+}
+
+static size_t
+str_len(const char *s)
+{
+	size_t		n = 0;
+
+	while (s[n])
+		n++;
+	return n;
+}
+
+/* dst = a + b, in a static buffer. */
+static char *
+join(char *dst, size_t cap, const char *a, const char *b)
+{
+	size_t		la = str_len(a),
+				lb = str_len(b);
+
+	if (la + lb + 1 > cap)
+		return NULL;
+	memcpy(dst, a, la);
+	memcpy(dst + la, b, lb + 1);
+	return dst;
+}
+
+static void
+move_fds(const int fds[FD_LAST - FD_IN])
+{
+	int			tmp[FD_LAST - FD_IN];
+
+	for (int i = 0; i < FD_LAST - FD_IN; i++)
+		if ((tmp[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, 100)) < 0)
+			_exit(127);
+	for (int i = 0; i < FD_LAST - FD_IN; i++)
+		if (dup3(tmp[i], FD_IN + i, O_CLOEXEC) < 0)
+			_exit(127);
+	syscall(SYS_close_range, FD_LAST, ~0U, 0);
+	syscall(SYS_close_range, 0, FD_IN - 1, 0);
+}
+
+static ssize_t
+read_full(int fd, char *buf, size_t n)
+{
+	size_t		got = 0;
+
+	while (got < n)
+	{
+		ssize_t		r = read(fd, buf + got, n - got);
+
+		if (r == 0)
+			return got;
+		if (r < 0 && errno != EINTR)
+			return -1;
+		if (r > 0)
+			got += r;
+	}
+	return got;
+}
+
+/* Receive the launch; split it into static argv/envp arrays. */
+static go_header *
+receive_go(const char **bundle, const char **rootfs, const char **workdir)
+{
+	go_header  *h = (go_header *) go_buf;
+	ssize_t		n = read_full(FD_GO, go_buf, sizeof(go_header));
+	char	   *p;
+
+	if (n == 0)
+		_exit(0);				/* the stem was discarded */
+	if (n != sizeof(go_header) || h->len > GO_MAX || h->len < sizeof(go_header) ||
+		h->argc + h->envc + 2 > GO_MAXV ||
+		read_full(FD_GO, go_buf + sizeof(go_header), h->len - sizeof(go_header)) !=
+		(ssize_t) (h->len - sizeof(go_header)))
+	{
+		errno = EPROTO;
+		child_fail(STEP_GO);
+	}
+	p = go_buf + sizeof(go_header);
+	*bundle = p;
+	p += str_len(p) + 1;
+	*rootfs = p;
+	p += str_len(p) + 1;
+	*workdir = p;
+	p += str_len(p) + 1;
+	for (uint32_t i = 0; i < h->argc; i++, p += str_len(p) + 1)
+		go_argv[i] = p;
+	go_argv[h->argc] = NULL;
+	for (uint32_t i = 0; i < h->envc; i++, p += str_len(p) + 1)
+		go_envp[i] = p;
+	go_envp[h->envc] = NULL;
+	return h;
+}
+
+/* "size=<n>m,mode=1777" without snprintf (not async-signal-safe). */
+static void
+tmp_options(char *buf, uint32_t mb)
+{
+	char		digits[16];
+	int			n = 0;
+	char	   *p = buf;
+
+	do
+		digits[n++] = (char) ('0' + mb % 10);
+	while ((mb /= 10) > 0 && n < 15);
+	p = stpcpy(p, "size=");
+	while (n > 0)
+		*p++ = digits[--n];
+	stpcpy(p, "m,mode=1777");
+}
+
+static void
+must_mount(enum step step, const char *src, const char *dst, const char *type,
+		   unsigned long flags, const char *data)
+{
+	if (mount(src, dst, type, flags, data) < 0)
+		child_fail(step);
+}
+
+/* Bind src at dst, then make that mount read-only (and nosuid, nodev). */
+static void
+bind_ro(enum step step, const char *src, const char *dst)
+{
+	must_mount(step, src, dst, "", MS_BIND | MS_REC, NULL);
+	must_mount(step, "none", dst, "",
+			   MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL);
+}
+
+static void
+write_text(const char *path, const char *text)
+{
+	int			fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+
+	if (fd < 0 || write(fd, text, str_len(text)) < 0)
+		child_fail(STEP_ETC);
+	close(fd);
+}
+
+static void
+make_dev(void)
+{
+	static const char *const nodes[] = {"null", "zero", "full", "random", "urandom", "tty", NULL};
+	char		host[64];
+	char		mine[64];
+
+	must_mount(STEP_MOUNT_DEV, "fx", "dev", "tmpfs", MS_NOSUID | MS_NOEXEC,
+			   "size=64k,mode=755");
+	for (int i = 0; nodes[i]; i++)
+	{
+		int			fd;
+
+		join(host, sizeof(host), "/dev/", nodes[i]);
+		join(mine, sizeof(mine), "dev/", nodes[i]);
+		fd = open(mine, O_WRONLY | O_CREAT | O_CLOEXEC, 0666);
+		if (fd < 0)
+			child_fail(STEP_MOUNT_DEV);
+		close(fd);
+		must_mount(STEP_MOUNT_DEV, host, mine, "", MS_BIND, NULL);
+	}
+	if (symlink("/proc/self/fd", "dev/fd") < 0 ||
+		symlink("/proc/self/fd/0", "dev/stdin") < 0 ||
+		symlink("/proc/self/fd/1", "dev/stdout") < 0 ||
+		symlink("/proc/self/fd/2", "dev/stderr") < 0 ||
+		mkdir("dev/shm", 01777) < 0)
+		child_fail(STEP_MOUNT_DEV);
+}
+
+/* The host layout: /usr of the host and the usual links, a tiny /etc. */
+static void
+host_root(void)
+{
+	static const char *const dirs[] = {"usr", "fn", "tmp", "proc", "dev", "etc", NULL};
+
+	for (int i = 0; dirs[i]; i++)
+		if (mkdir(dirs[i], 0755) < 0)
+			child_fail(STEP_MOUNT_ROOT);
+	if (symlink("usr/bin", "bin") < 0 || symlink("usr/sbin", "sbin") < 0 ||
+		symlink("usr/lib", "lib") < 0 || symlink("usr/lib64", "lib64") < 0)
+		child_fail(STEP_MOUNT_ROOT);
+	bind_ro(STEP_MOUNT_USR, "/usr", "usr");
+	write_text("etc/passwd", "root:x:0:0:root:/root:/bin/sh\n"
+			   "fx:x:1000:1000:fx function:/tmp:/bin/sh\n"
+			   "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n");
+	write_text("etc/group", "root:x:0:\nfx:x:1000:\nnogroup:x:65534:\n");
+	write_text("etc/hosts", "127.0.0.1\tlocalhost\n::1\tlocalhost\n");
+	write_text("etc/hostname", "fx\n");
+	write_text("etc/nsswitch.conf", "passwd: files\ngroup: files\nhosts: files dns\n");
+}
+
+/* Build the root on the stage directory and enter it. */
+static void
+enter_root(const char *bundle, const char *rootfs, uint32_t tmp_mb)
+{
+	char		opts[64];
+
+	must_mount(STEP_MOUNT_ROOT, "none", "/", "", MS_REC | MS_PRIVATE, NULL);
+	if (rootfs[0])
+		must_mount(STEP_MOUNT_ROOT, rootfs, sb.stage, "", MS_BIND | MS_REC, NULL);
+	else
+		must_mount(STEP_MOUNT_ROOT, "fx", sb.stage, "tmpfs", MS_NOSUID | MS_NODEV,
+				   "size=1m,mode=755");
+	if (chdir(sb.stage) < 0)
+		child_fail(STEP_MOUNT_ROOT);
+	if (!rootfs[0])
+		host_root();
+	bind_ro(STEP_MOUNT_FN, bundle, "fn");
+	tmp_options(opts, tmp_mb ? tmp_mb : 1);
+	must_mount(STEP_MOUNT_TMP, "fx", "tmp", "tmpfs", MS_NOSUID | MS_NODEV, opts);
+	/* hidepid: the function (another uid) cannot see PID 1, the reaper. */
+	must_mount(STEP_MOUNT_PROC, "proc", "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+			   "hidepid=invisible");
+	make_dev();
+	if (syscall(SYS_pivot_root, ".", ".") < 0 || umount2(".", MNT_DETACH) < 0 || chdir("/") < 0)
+		child_fail(STEP_PIVOT);
+	must_mount(STEP_PIVOT, "none", "/", "",
+			   MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL);
+	sethostname("fx", 2);
+}
+
+static void
+drop_privileges(uid_t uid, gid_t gid)
+{
+	struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
+	struct __user_cap_data_struct data[2];
+	struct rlimit nofile = {1024, 1024};
+	struct rlimit core = {0, 0};
+
+	for (int cap = 0; cap <= 63; cap++)
+		if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL)
+			child_fail(STEP_PRIVS);
+	setrlimit(RLIMIT_NOFILE, &nofile);
+	setrlimit(RLIMIT_CORE, &core);
+	if (setresgid(gid, gid, gid) < 0 || setresuid(uid, uid, uid) < 0)
+		child_fail(STEP_PRIVS);
+	memset(data, 0, sizeof(data));
+	if (syscall(SYS_capset, &hdr, data) < 0)
+		child_fail(STEP_PRIVS);
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+		child_fail(STEP_PRIVS);
+	if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &sb.seccomp) < 0)
+		child_fail(STEP_SECCOMP);
+}
+
+/* execvpe without malloc: PATH from the function's environment. */
+static void
+exec_function(void)
+{
+	const char *prog = go_argv[0];
+	const char *path = "/usr/local/bin:/usr/bin:/bin";
+
+	if (strchr(prog, '/'))
+	{
+		execve(prog, go_argv, go_envp);
+		child_fail(STEP_EXEC);
+	}
+	for (char **e = go_envp; *e; e++)
+		if (strncmp(*e, "PATH=", 5) == 0)
+			path = *e + 5;
+	while (*path)
+	{
+		size_t		len = strcspn(path, ":");
+
+		if (len + str_len(prog) + 2 < sizeof(path_buf))
+		{
+			memcpy(path_buf, path, len);
+			path_buf[len] = '/';
+			memcpy(path_buf + len + 1, prog, str_len(prog) + 1);
+			execve(path_buf, go_argv, go_envp);
+			if (errno != ENOENT && errno != ENOTDIR && errno != EACCES)
+				child_fail(STEP_EXEC);
+		}
+		path += len;
+		if (*path == ':')
+			path++;
+	}
+	errno = ENOENT;
+	child_fail(STEP_EXEC);
+}
+
+/* PID 1: wait for the function, report its status, end the namespace. */
+static void __attribute__((noreturn))
+reap(pid_t fn)
+{
+	int			status;
+	pid_t		pid;
+
+	syscall(SYS_close_range, 0, FD_STATUS - 1, 0);
+	for (;;)
+	{
+		pid = waitpid(-1, &status, 0);
+		if (pid == fn || (pid < 0 && errno == ECHILD))
+			break;
+	}
+	(void) !write(FD_STATUS, &status, sizeof(status));
+	_exit(0);
+}
+
+static void __attribute__((noreturn))
+child_main(const int fds[FD_LAST - FD_IN])
+{
+	const char *bundle,
+			   *rootfs,
+			   *workdir;
+	go_header  *h;
+	sigset_t	none;
+	pid_t		fn;
+
+	move_fds(fds);
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	for (int sig = 1; sig < NSIG; sig++)
+		signal(sig, SIG_DFL);
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+
+	h = receive_go(&bundle, &rootfs, &workdir);
+	/* Become root of the user namespace, so that new files have an owner. */
+	if (sb.uid == 0 && (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0))
+		child_fail(STEP_IDS);
+	enter_root(bundle, rootfs, h->tmp_mb);
+
+	fn = fork();
+	if (fn < 0)
+		child_fail(STEP_FORK);
+	if (fn > 0)
+		reap(fn);
+	/* The function, PID 2. */
+	if (dup2(FD_IN, 0) < 0 || dup2(FD_OUT, 1) < 0 || dup2(FD_ERR, 2) < 0 ||
+		(h->session && dup2(FD_SOCK, 3) < 0))
+		child_fail(STEP_FDS);
+	syscall(SYS_close_range, h->session ? 4 : 3, FD_EXEC - 1, 0);
+	syscall(SYS_close_range, FD_EXEC + 1, ~0U, 0);
+	setsid();
+	drop_privileges(h->uid, h->gid);
+	if (chdir(workdir[0] ? workdir : "/fn") < 0)
+		child_fail(STEP_CHDIR);
+	exec_function();
+	_exit(127);
+}
+
+/* ---------------------------------------------------------------------
+ * Parent side
+ * --------------------------------------------------------------------- */
+
+static int
+write_proc(pid_t pid, const char *file, const char *text)
+{
+	char		path[64];
+	int			fd;
+	int			rc = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/%s", (int) pid, file);
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (write(fd, text, strlen(text)) < 0)
+		rc = -errno;
+	close(fd);
+	return rc;
+}
+
+static int
+map_ids(pid_t pid)
+{
+	char		map[64];
+	int			rc;
+
+	if (sb.uid == 0)
+		snprintf(map, sizeof(map), "0 %d 65536\n", ROOT_UID_BASE);
+	else
+		snprintf(map, sizeof(map), "%d %d 1\n", DEFAULT_UID, (int) sb.uid);
+	rc = write_proc(pid, "uid_map", map);
+	if (rc == 0)
+		rc = write_proc(pid, "setgroups", "deny");
+	if (rc == 0 && sb.uid != 0)
+		snprintf(map, sizeof(map), "%d %d 1\n", DEFAULT_UID, (int) sb.gid);
+	if (rc == 0)
+		rc = write_proc(pid, "gid_map", map);
+	return rc;
+}
+
+static void
+close_stem_fds(fx_stem *s)
+{
+	int			fds[] = {s->in, s->out, s->err, s->sock, s->go, s->exec_err,
+	s->status, s->pidfd};
+
+	for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+}
+
+static void
+stem_free(fx_stem *s)
+{
+	close_stem_fds(s);
+	fx_cgroup_destroy(&s->cg);
+	free(s);
+}
+
+/* Make a stem: may run on a thread-pool thread. */
+static fx_stem *
+stem_create(char **why)
+{
+	fx_stem    *s = fx_xcalloc(1, sizeof(*s));
+	int			in[2],
+				out[2],
+				err[2],
+				sock[2],
+				go[2],
+				ex[2],
+				st[2];
+	int			child[FD_LAST - FD_IN];
+	struct clone_args args;
+	int			rc;
+
+	if (pipe2(in, O_CLOEXEC) < 0 || pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0 ||
+		socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sock) < 0 ||
+		pipe2(go, O_CLOEXEC) < 0 || pipe2(ex, O_CLOEXEC) < 0 || pipe2(st, O_CLOEXEC) < 0)
+	{
+		*why = fx_xasprintf("cannot create pipes: %s", strerror(errno));
+		free(s);
+		return NULL;
+	}
+	child[0] = in[0];
+	child[1] = out[1];
+	child[2] = err[1];
+	child[3] = sock[1];
+	child[4] = go[0];
+	child[5] = ex[1];
+	child[6] = st[1];
+	s->in = in[1];
+	s->out = out[0];
+	s->err = err[0];
+	s->sock = sock[0];
+	s->go = go[1];
+	s->exec_err = ex[0];
+	s->status = st[0];
+	s->pidfd = -1;
+	rc = fx_cgroup_create(&s->cg);
+	if (rc < 0)
+		fx_warn("cannot create a cgroup for a sandbox: %s", strerror(-rc));
+
+	memset(&args, 0, sizeof(args));
+	args.flags = CLONE_PIDFD | CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS |
+		CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET | CLONE_NEWCGROUP;
+	args.pidfd = (uint64_t) (uintptr_t) &s->pidfd;
+	args.exit_signal = SIGCHLD;
+	if (s->cg.dirfd >= 0)
+	{
+		args.flags |= CLONE_INTO_CGROUP;
+		args.cgroup = (uint64_t) s->cg.dirfd;
+	}
+	s->pid = (pid_t) syscall(SYS_clone3, &args, sizeof(args));
+	if (s->pid < 0 && errno == ENOSYS)
+	{
+		/* No clone3 (valgrind): clone, then a pidfd if there is one. */
+		s->pid = (pid_t) syscall(SYS_clone, (args.flags & ~(CLONE_PIDFD | CLONE_INTO_CGROUP)) | SIGCHLD,
+								 NULL, NULL, NULL, 0);
+		if (s->pid > 0)
+		{
+			s->pidfd = (int) syscall(SYS_pidfd_open, s->pid, 0);
+			s->cg_attach = true;
+		}
+	}
+	if (s->pid == 0)
+		child_main(child);
+	rc = s->pid < 0 ? -errno : 0;
+	for (int i = 0; i < FD_LAST - FD_IN; i++)
+		close(child[i]);
+	if (rc < 0)
+	{
+		*why = fx_xasprintf("cannot create the sandbox's namespaces: %s", strerror(-rc));
+		stem_free(s);
+		return NULL;
+	}
+	rc = map_ids(s->pid);
+	if (rc == 0)
+		rc = fx_cgroup_attach(&s->cg, s->pid, s->cg_attach);
+	if (rc < 0)
+	{
+		*why = fx_xasprintf("cannot set up the sandbox: %s", strerror(-rc));
+		kill(s->pid, SIGKILL);
+		waitpid(s->pid, NULL, 0);
+		stem_free(s);
+		return NULL;
+	}
+	return s;
+}
+
+static void
+discard(fx_stem *s)
+{
+	kill(s->pid, SIGKILL);
+	waitpid(s->pid, NULL, 0);
+	stem_free(s);
+}
+
+/* Prewarming on the thread pool. */
+typedef struct fill_req
+{
+	uv_work_t	req;
+	fx_stem    *stem;
+	char	   *why;
+} fill_req;
+
+static void
+fill_work(uv_work_t *req)
+{
+	fill_req   *f = (fill_req *) req;
+
+	f->stem = stem_create(&f->why);
+}
+
+static void
+fill_done(uv_work_t *req, int status)
+{
+	fill_req   *f = (fill_req *) req;
+
+	(void) status;
+	sb.filling--;
+	if (f->stem == NULL)
+	{
+		fx_warn("cannot prewarm a sandbox: %s", f->why);
+		free(f->why);
+	}
+	else if (sb.shutdown)
+		discard(f->stem);
+	else
+	{
+		f->stem->next = sb.pool;
+		sb.pool = f->stem;
+		sb.npool++;
+	}
+	free(f);
+}
+
+static void
+refill(void)
+{
+	while (!sb.shutdown && sb.npool + sb.filling < sb.prewarm)
+	{
+		fill_req   *f = fx_xcalloc(1, sizeof(*f));
+
+		sb.filling++;
+		uv_queue_work(sb.loop, &f->req, fill_work, fill_done);
+	}
+}
+
+static int
+send_go(fx_stem *s, const fx_launch *l)
+{
+	size_t		len = sizeof(go_header);
+	char	   *msg;
+	char	   *p;
+	go_header	h;
+	int			argc = 0,
+				envc = 0;
+	const char *strs[3] = {l->bundle_dir, l->rootfs ? l->rootfs : "",
+	l->workdir ? l->workdir : ""};
+	ssize_t		n;
+
+	for (int i = 0; i < 3; i++)
+		len += strlen(strs[i]) + 1;
+	for (; l->argv[argc]; argc++)
+		len += strlen(l->argv[argc]) + 1;
+	for (; l->envp[envc]; envc++)
+		len += strlen(l->envp[envc]) + 1;
+	if (len > GO_MAX || argc + envc + 2 > GO_MAXV)
+		return -E2BIG;
+	memset(&h, 0, sizeof(h));
+	h.len = (uint32_t) len;
+	h.session = l->session;
+	h.uid = l->uid > 0 && sb.uid == 0 ? (uint32_t) l->uid : DEFAULT_UID;
+	h.gid = l->gid > 0 && sb.uid == 0 ? (uint32_t) l->gid : DEFAULT_UID;
+	h.tmp_mb = (uint32_t) l->tmp_mb;
+	h.argc = argc;
+	h.envc = envc;
+	msg = fx_xmalloc(len);
+	memcpy(msg, &h, sizeof(h));
+	p = msg + sizeof(h);
+	for (int i = 0; i < 3; i++)
+		p = stpcpy(p, strs[i]) + 1;
+	for (int i = 0; i < argc; i++)
+		p = stpcpy(p, l->argv[i]) + 1;
+	for (int i = 0; i < envc; i++)
+		p = stpcpy(p, l->envp[i]) + 1;
+	n = write(s->go, msg, len);	/* blocking: the child is reading */
+	free(msg);
+	return n == (ssize_t) len ? 0 : -EPIPE;
+}
+
+int
+fx_sandbox_launch(const fx_launch *l, fx_sandboxed *out, char **why)
+{
+	fx_stem    *s = sb.pool;
+	int			msg[2];
+	ssize_t		n;
+	int			rc;
+
+	if (s)
+	{
+		sb.pool = s->next;
+		sb.npool--;
+		out->prewarmed = true;
+	}
+	else
+	{
+		s = stem_create(why);
+		if (s == NULL)
+			return -EAGAIN;
+		out->prewarmed = false;
+	}
+	refill();
+	rc = fx_cgroup_limit(&s->cg, l->memory_mb, l->pids, l->cpu);
+	if (rc < 0)
+		fx_warn("cannot set a sandbox's cgroup limits: %s", strerror(-rc));
+	rc = send_go(s, l);
+	if (rc < 0)
+	{
+		*why = fx_xasprintf("cannot launch the sandbox: %s", strerror(-rc));
+		discard(s);
+		return rc;
+	}
+	close(s->go);
+	s->go = -1;
+	while ((n = read(s->exec_err, msg, sizeof(msg))) < 0 && errno == EINTR)
+		;
+	close(s->exec_err);
+	s->exec_err = -1;
+	if (n == sizeof(msg))
+	{
+		int			step = msg[0] >= 0 && msg[0] <= STEP_EXEC ? msg[0] : STEP_EXEC;
+
+		*why = step == STEP_EXEC
+			? fx_xasprintf("cannot execute \"%s\": %s", l->argv[0], strerror(msg[1]))
+			: fx_xasprintf("cannot %s in the sandbox: %s", step_names[step], strerror(msg[1]));
+		discard(s);
+		return -msg[1];
+	}
+	out->pid = s->pid;
+	out->pidfd = s->pidfd;
+	out->in = s->in;
+	out->out = s->out;
+	out->err = s->err;
+	out->sock = s->sock;
+	out->stem = s;
+	/* The caller owns these now. */
+	s->pidfd = s->in = s->out = s->err = s->sock = -1;
+	return 0;
+}
+
+void
+fx_sandbox_done(fx_stem *s, int *status, fx_cgroup_usage *usage)
+{
+	int			fn_status;
+
+	if (read(s->status, &fn_status, sizeof(fn_status)) == sizeof(fn_status))
+		*status = fn_status;
+	fx_cgroup_usage_read(&s->cg, usage);
+	stem_free(s);
+}
+
+int
+fx_sandbox_init(uv_loop_t *loop, const fx_sandbox_config *cfg, char **why)
+{
+	int			rc;
+
+	memset(&sb, 0, sizeof(sb));
+	sb.loop = loop;
+	sb.stage = fx_xstrdup(cfg->stage_dir);
+	sb.prewarm = cfg->prewarm;
+	sb.uid = geteuid();
+	sb.gid = getegid();
+	rc = fx_mkdirs(sb.stage, 0755);
+	if (rc < 0)
+	{
+		*why = fx_xasprintf("cannot create \"%s\": %s", sb.stage, strerror(-rc));
+		return rc;
+	}
+	chmod(sb.stage, 0755);
+	rc = fx_seccomp_build(&sb.seccomp, why);
+	if (rc < 0)
+		return rc;
+	if (fx_cgroup_init() == FX_CGROUP_NONE)
+		fx_warn("no writable cgroup hierarchy: sandboxes run without memory, pids and CPU limits");
+	else
+		fx_info("sandbox limits through %s", fx_cgroup_mode_name());
+	/* One synchronous stem proves that this host can make sandboxes. */
+	{
+		fx_stem    *s = stem_create(why);
+
+		if (s == NULL)
+			return -EPERM;
+		s->next = sb.pool;
+		sb.pool = s;
+		sb.npool = 1;
+	}
+	refill();
+	return 0;
+}
+
+void
+fx_sandbox_shutdown(void)
+{
+	sb.shutdown = true;
+	while (sb.pool)
+	{
+		fx_stem    *s = sb.pool;
+
+		sb.pool = s->next;
+		discard(s);
+	}
+	sb.npool = 0;
+	free(sb.seccomp.filter);
+	sb.seccomp.filter = NULL;
+	free(sb.stage);
+	sb.stage = NULL;
+}
