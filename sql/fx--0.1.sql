@@ -94,6 +94,7 @@ CREATE TABLE fx.invocation (
 	wall_ms			double precision,
 	cpu_ms			double precision,
 	max_rss_kb		bigint,
+	start_kind		text CHECK (start_kind IN ('cold', 'prewarmed', 'warm')),
 	FOREIGN KEY (fn, version) REFERENCES fx.version (fn, version)
 );
 
@@ -341,7 +342,7 @@ $$;
 /*
  * Finish attempts, fenced by (owner, epoch).  items is a JSON array of
  *   {"id", "epoch", "ok": bool, "result", "error", "detail",
- *    "retryable": bool, "wall_ms", "cpu_ms", "max_rss_kb",
+ *    "retryable": bool, "wall_ms", "cpu_ms", "max_rss_kb", "start",
  *    "logs": [[at_epoch_ms, stream, line], ...]}
  * A failed attempt is retried with exponential backoff while attempts
  * remain (lost attempts do not count), else it ends 'dead'.  It ends
@@ -362,7 +363,7 @@ BEGIN
 			SELECT * FROM jsonb_to_recordset(items) AS x(
 				id bigint, epoch int, ok boolean, result jsonb, error text,
 				detail text, retryable boolean, wall_ms double precision,
-				cpu_ms double precision, max_rss_kb bigint, logs jsonb)
+				cpu_ms double precision, max_rss_kb bigint, start text, logs jsonb)
 		), done AS (
 			UPDATE fx.invocation i
 			   SET status = CASE
@@ -381,7 +382,7 @@ BEGIN
 						WHEN it.ok OR NOT coalesce(it.retryable, true) OR i.max_attempts = 1
 							 OR i.attempts - i.lost >= i.max_attempts THEN now() END,
 				   wall_ms = it.wall_ms, cpu_ms = it.cpu_ms,
-				   max_rss_kb = it.max_rss_kb,
+				   max_rss_kb = it.max_rss_kb, start_kind = it.start,
 				   lease_owner = NULL, lease_pid = NULL, lease_expiry = NULL
 			  FROM it
 			 WHERE i.id = it.id AND i.lease_owner = owner

@@ -340,3 +340,16 @@ fx_cgroup_destroy(fx_cgroup *cg)
 	remove_dir(&cg->pids);
 	remove_dir(&cg->cpu);
 }
+
+void
+fx_cgroup_shutdown(void)
+{
+	/* The sandboxes' directories are gone; remove ours (v1: empty now). */
+	if (mode == FX_CGROUP_V1)
+	{
+		remove_dir(&base_memory);
+		remove_dir(&base_pids);
+		remove_dir(&base_cpu);
+	}
+	mode = FX_CGROUP_NONE;
+}

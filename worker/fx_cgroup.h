@@ -52,4 +52,7 @@ void		fx_cgroup_usage_read(fx_cgroup *cg, fx_cgroup_usage *u);
 /* Remove it (its processes must be gone). */
 void		fx_cgroup_destroy(fx_cgroup *cg);
 
+/* Remove the worker's own directories (v1) at exit. */
+void		fx_cgroup_shutdown(void);
+
 #endif							/* FX_CGROUP_H */

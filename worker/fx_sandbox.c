@@ -840,6 +840,7 @@ fx_sandbox_shutdown(void)
 		discard(s);
 	}
 	sb.npool = 0;
+	fx_cgroup_shutdown();
 	free(sb.seccomp.filter);
 	sb.seccomp.filter = NULL;
 	free(sb.stage);

@@ -107,6 +107,9 @@ finish_item(fx_inv *inv)
 	cJSON_AddNumberToObject(it, "wall_ms", inv->wall_ms);
 	cJSON_AddNumberToObject(it, "cpu_ms", inv->cpu_ms);
 	cJSON_AddNumberToObject(it, "max_rss_kb", (double) inv->max_rss_kb);
+	if (inv->started_ns)
+		cJSON_AddStringToObject(it, "start", inv->start == FX_START_WARM ? "warm" :
+								inv->start == FX_START_PREWARMED ? "prewarmed" : "cold");
 	if (inv->logs)
 		cJSON_AddItemReferenceToObject(it, "logs", inv->logs);
 	return it;
