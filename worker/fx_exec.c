@@ -273,6 +273,7 @@ make_launch(fx_inv *inv, char **env, fx_launch *l)
 	l->pids = option_int(inv, "pids", 256);
 	l->tmp_mb = option_int(inv, "tmp_mb", 64);
 	l->cpu = cJSON_IsNumber(cpu) ? cpu->valuedouble : 1.0;
+	l->net = cJSON_IsTrue(cJSON_GetObjectItem(inv->options, "net"));
 	l->uid = -1;
 	l->gid = -1;
 }

@@ -78,6 +78,7 @@ typedef struct go_header
 	uint32_t	tmp_mb;
 	uint32_t	argc;
 	uint32_t	envc;
+	uint32_t	net;
 	/* then: bundle_dir, rootfs ("" = host), workdir, argv..., envp..., NULs */
 } go_header;
 
@@ -92,6 +93,8 @@ struct fx_stem
 	int			go;				/* write end */
 	int			exec_err;		/* read end */
 	int			status;			/* read end */
+	pid_t		net_pid;		/* slirp4netns serving its network, or 0 */
+	int			net_exit;		/* closing it stops slirp4netns */
 	fx_cgroup	cg;
 	bool		cg_attach;		/* v2 without CLONE_INTO_CGROUP: attach by pid */
 	fx_stem    *next;
@@ -296,7 +299,7 @@ make_dev(void)
 
 /* The host layout: /usr of the host and the usual links, a tiny /etc. */
 static void
-host_root(void)
+host_root(bool net)
 {
 	static const char *const dirs[] = {"usr", "fn", "tmp", "proc", "dev", "etc", NULL};
 
@@ -314,11 +317,13 @@ host_root(void)
 	write_text("etc/hosts", "127.0.0.1\tlocalhost\n::1\tlocalhost\n");
 	write_text("etc/hostname", "fx\n");
 	write_text("etc/nsswitch.conf", "passwd: files\ngroup: files\nhosts: files dns\n");
+	if (net)
+		write_text("etc/resolv.conf", "nameserver 10.0.2.3\n");
 }
 
 /* Build the root on the stage directory and enter it. */
 static void
-enter_root(const char *bundle, const char *rootfs, uint32_t tmp_mb)
+enter_root(const char *bundle, const char *rootfs, uint32_t tmp_mb, bool net)
 {
 	char		opts[64];
 
@@ -331,7 +336,7 @@ enter_root(const char *bundle, const char *rootfs, uint32_t tmp_mb)
 	if (chdir(sb.stage) < 0)
 		child_fail(STEP_MOUNT_ROOT);
 	if (!rootfs[0])
-		host_root();
+		host_root(net);
 	bind_ro(STEP_MOUNT_FN, bundle, "fn");
 	tmp_options(opts, tmp_mb ? tmp_mb : 1);
 	must_mount(STEP_MOUNT_TMP, "fx", "tmp", "tmpfs", MS_NOSUID | MS_NODEV, opts);
@@ -445,7 +450,7 @@ child_main(const int fds[FD_LAST - FD_IN])
 	/* Become root of the user namespace, so that new files have an owner. */
 	if (sb.uid == 0 && (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0))
 		child_fail(STEP_IDS);
-	enter_root(bundle, rootfs, h->tmp_mb);
+	enter_root(bundle, rootfs, h->tmp_mb, h->net != 0);
 
 	fn = fork();
 	if (fn < 0)
@@ -507,6 +512,83 @@ map_ids(pid_t pid)
 	return rc;
 }
 
+/*
+ * Outbound network for a sandbox: slirp4netns runs on the host side with a
+ * tap device in the sandbox's network namespace, user-mode NAT, and no way
+ * to the host's loopback (so not to a database listening there).
+ */
+static int
+start_net(fx_stem *s, char **why)
+{
+	static const char *const paths[] = {"/usr/bin/slirp4netns", "/usr/local/bin/slirp4netns", NULL};
+	const char *prog = NULL;
+	char		pid[16];
+	char		userns[64];
+	int			ready[2],
+				ex[2];
+	char		c;
+	pid_t		child;
+
+	for (int i = 0; paths[i] && prog == NULL; i++)
+		if (access(paths[i], X_OK) == 0)
+			prog = paths[i];
+	if (prog == NULL)
+	{
+		*why = fx_xstrdup("network access needs slirp4netns, which is not installed");
+		return -ENOENT;
+	}
+	snprintf(pid, sizeof(pid), "%d", (int) s->pid);
+	snprintf(userns, sizeof(userns), "--userns-path=/proc/%d/ns/user", (int) s->pid);
+	if (pipe2(ready, O_CLOEXEC) < 0 || pipe2(ex, O_CLOEXEC) < 0)
+	{
+		*why = fx_xasprintf("cannot create pipes: %s", strerror(errno));
+		return -errno;
+	}
+	child = fork();
+	if (child == 0)
+	{
+		char	   *argv[] = {"slirp4netns", "--configure", "--mtu=65520",
+			"--disable-host-loopback", "--ready-fd=3", "--exit-fd=4",
+		sb.uid == 0 ? "--enable-sandbox" : userns, pid, "tap0", NULL};
+
+		if (dup2(ready[1], 3) < 0 || dup2(ex[0], 4) < 0)
+			_exit(127);
+		syscall(SYS_close_range, 5, ~0U, 0);
+		execv(prog, argv);
+		_exit(127);
+	}
+	close(ready[1]);
+	close(ex[0]);
+	if (child < 0 || read(ready[0], &c, 1) != 1)
+	{
+		*why = fx_xstrdup("slirp4netns could not set up the sandbox's network");
+		close(ready[0]);
+		close(ex[1]);
+		if (child > 0)
+		{
+			kill(child, SIGKILL);
+			waitpid(child, NULL, 0);
+		}
+		return -EIO;
+	}
+	close(ready[0]);
+	s->net_pid = child;
+	s->net_exit = ex[1];
+	return 0;
+}
+
+static void
+stop_net(fx_stem *s)
+{
+	if (s->net_pid > 0)
+	{
+		close(s->net_exit);
+		kill(s->net_pid, SIGTERM);
+		waitpid(s->net_pid, NULL, 0);
+		s->net_pid = 0;
+	}
+}
+
 static void
 close_stem_fds(fx_stem *s)
 {
@@ -521,6 +603,7 @@ close_stem_fds(fx_stem *s)
 static void
 stem_free(fx_stem *s)
 {
+	stop_net(s);
 	close_stem_fds(s);
 	fx_cgroup_destroy(&s->cg);
 	free(s);
@@ -704,6 +787,7 @@ send_go(fx_stem *s, const fx_launch *l)
 	h.tmp_mb = (uint32_t) l->tmp_mb;
 	h.argc = argc;
 	h.envc = envc;
+	h.net = l->net;
 	msg = fx_xmalloc(len);
 	memcpy(msg, &h, sizeof(h));
 	p = msg + sizeof(h);
@@ -743,6 +827,11 @@ fx_sandbox_launch(const fx_launch *l, fx_sandboxed *out, char **why)
 	rc = fx_cgroup_limit(&s->cg, l->memory_mb, l->pids, l->cpu);
 	if (rc < 0)
 		fx_warn("cannot set a sandbox's cgroup limits: %s", strerror(-rc));
+	if (l->net && (rc = start_net(s, why)) < 0)
+	{
+		discard(s);
+		return rc;
+	}
 	rc = send_go(s, l);
 	if (rc < 0)
 	{

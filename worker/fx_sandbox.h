@@ -42,6 +42,7 @@ typedef struct fx_launch
 	char	  **argv;
 	char	  **envp;
 	bool		session;		/* the protocol socket becomes fd 3 */
+	bool		net;			/* outbound network through slirp4netns */
 	int			memory_mb;
 	int			pids;
 	int			tmp_mb;
