@@ -7,9 +7,11 @@
 # check failed or any suite failed without saying which check.
 #
 # Suites: the SDK protocol tests, pg_regress + isolation (tests/sql-suites.sh),
-# the worker integration tests (tests/integration/*.sh), then memory-checker
-# passes: integration tests against the worker built with AddressSanitizer
-# and UndefinedBehaviorSanitizer, and under valgrind.
+# the image unpacker, the worker integration tests (tests/integration/*.sh),
+# the hostile functions against the sandbox (tests/sandbox/*.sh), then
+# memory-checker passes: integration and sandbox tests against the worker
+# built with AddressSanitizer and UndefinedBehaviorSanitizer, and under
+# valgrind.
 set -u
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -47,8 +49,10 @@ run_suite() {
 
 run_suite sdk bash tests/sdk/run.sh
 run_suite sql bash tests/sql-suites.sh
-for t in tests/integration/*.sh; do
-	run_suite "integration-$(basename "$t" .sh)" bash "$t"
+[ -f tests/image/run.sh ] && run_suite image bash tests/image/run.sh
+for t in tests/integration/*.sh tests/sandbox/*.sh; do
+	[ -f "$t" ] || continue
+	run_suite "$(basename "$(dirname "$t")")-$(basename "$t" .sh)" bash "$t"
 done
 
 # Memory checkers, once per suite family.
@@ -58,7 +62,8 @@ if make -s -C worker BUILD="$root/build/asan" \
 	>"$out/asan-build.log" 2>&1; then
 	export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0
 	for t in tests/integration/10_examples.sh tests/integration/20_failures.sh \
-		tests/integration/30_kill9.sh tests/integration/40_pg_restart.sh; do
+		tests/integration/30_kill9.sh tests/integration/40_pg_restart.sh \
+		tests/sandbox/10_hostile.sh; do
 		[ -f "$t" ] && FX_BIN=$root/build/asan/fx run_suite "asan-$(basename "$t" .sh)" bash "$t"
 	done
 	unset ASAN_OPTIONS
@@ -67,10 +72,10 @@ else
 	tail -20 "$out/asan-build.log"
 	failed=$((failed + 1))
 fi
-if [ -f tests/integration/10_examples.sh ]; then
-	FX_WORKER_WRAPPER="valgrind -q --leak-check=full --errors-for-leak-kinds=definite --error-exitcode=99" \
-		run_suite valgrind-10_examples bash tests/integration/10_examples.sh
-fi
+for t in tests/integration/10_examples.sh tests/sandbox/10_hostile.sh; do
+	[ -f "$t" ] && FX_WORKER_WRAPPER="valgrind -q --leak-check=full --errors-for-leak-kinds=definite --error-exitcode=99" \
+		run_suite "valgrind-$(basename "$(dirname "$t")")-$(basename "$t" .sh)" bash "$t"
+done
 VALGRIND=1 run_suite valgrind-sql bash tests/sql-suites.sh
 
 echo
