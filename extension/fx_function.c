@@ -46,10 +46,11 @@ typedef struct FxOptions
 	int			pids;
 	int			tmp_mb;
 	bool		net;
+	bool		image;			/* the bundle is a container image */
 	char	   *env_json;		/* normalised JSON object */
 } FxOptions;
 
-#define FX_OPTION_NAMES "mode, memory_mb, timeout_ms, retries, cpu, pids, tmp_mb, net, env"
+#define FX_OPTION_NAMES "mode, memory_mb, timeout_ms, retries, cpu, pids, tmp_mb, net, image, env"
 
 static void
 check_name(const char *name)
@@ -69,12 +70,14 @@ check_name(const char *name)
 }
 
 static ArrayType *
-check_command(ArrayType *command)
+check_command(ArrayType *command, bool image)
 {
 	Datum	   *elems;
 	bool	   *nulls;
 	int			n;
 
+	if (command == NULL && image)	/* the image's entrypoint and cmd */
+		return construct_empty_array(TEXTOID);
 	if (command == NULL)
 	{
 		Datum		d = CStringGetTextDatum("./main");
@@ -207,6 +210,12 @@ parse_option(FxOptions *o, const char *key, JsonbValue *v)
 			option_error(key, "The value must be true or false.");
 		o->net = v->val.boolean;
 	}
+	else if (strcmp(key, "image") == 0)
+	{
+		if (v->type != jbvBool)
+			option_error(key, "The value must be true or false.");
+		o->image = v->val.boolean;
+	}
 	else if (strcmp(key, "env") == 0)
 		option_env(o, v);
 	else
@@ -232,6 +241,7 @@ parse_options(FxOptions *o, Jsonb *options)
 	o->pids = 256;
 	o->tmp_mb = 64;
 	o->net = false;
+	o->image = false;
 	o->env_json = "{}";
 	if (options == NULL)
 		return;
@@ -258,9 +268,10 @@ options_json(FxOptions *o)
 {
 	return psprintf("{\"mode\": \"%s\", \"memory_mb\": %d, \"timeout_ms\": %d,"
 					" \"retries\": %d, \"cpu\": %g, \"pids\": %d, \"tmp_mb\": %d,"
-					" \"net\": %s, \"env\": %s}",
+					" \"net\": %s, \"image\": %s, \"env\": %s}",
 					o->mode, o->memory_mb, o->timeout_ms, o->retries, o->cpu,
-					o->pids, o->tmp_mb, o->net ? "true" : "false", o->env_json);
+					o->pids, o->tmp_mb, o->net ? "true" : "false",
+					o->image ? "true" : "false", o->env_json);
 }
 
 static void
@@ -470,8 +481,8 @@ deploy(FunctionCallInfo fcinfo, bytea *bundle)
 
 	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	check_name(name);
-	command = check_command(PG_ARGISNULL(2) ? NULL : PG_GETARG_ARRAYTYPE_P(2));
 	parse_options(&o, PG_ARGISNULL(3) ? NULL : PG_GETARG_JSONB_P(3));
+	command = check_command(PG_ARGISNULL(2) ? NULL : PG_GETARG_ARRAYTYPE_P(2), o.image);
 	check_bundle(bundle);
 
 	SPI_connect();

@@ -267,6 +267,33 @@ pack_dir(const char *dir, buffer *out)
 	return rc;
 }
 
+static int
+read_file(const char *path, buffer *out)
+{
+	FILE	   *f = fopen(path, "rb");
+	char		chunk[65536];
+	size_t		n;
+
+	if (f == NULL)
+	{
+		fprintf(stderr, "fx: cannot read \"%s\": %s\n", path, strerror(errno));
+		return -1;
+	}
+	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+	{
+		out->data = fx_xrealloc(out->data, out->len + n);
+		memcpy(out->data + out->len, chunk, n);
+		out->len += n;
+	}
+	fclose(f);
+	if (out->len == 0)
+	{
+		fprintf(stderr, "fx: \"%s\" is empty\n", path);
+		return -1;
+	}
+	return 0;
+}
+
 /* A PostgreSQL text[] literal of the words of cmd. */
 static char *
 command_array(const char *cmd)
@@ -306,10 +333,13 @@ command_array(const char *cmd)
 
 static const char deploy_usage[] =
 "usage: fx deploy NAME DIR [--cmd \"PROGRAM ARGS\"] [--mode simple|session]\n"
+"       fx deploy NAME --image FILE [--cmd \"PROGRAM ARGS\"] [options]\n"
 "                 [--memory MB] [--timeout DURATION] [--retries N] [--cpu N]\n"
 "                 [--net] [--env KEY=VALUE]... [--db CONNINFO]\n"
-"Packs DIR and stores it as a new version of function NAME.\n"
-"  --cmd      program and arguments, run in the bundle directory (default ./main)\n"
+"Packs DIR (or takes the container image FILE: `docker save` output or an\n"
+"OCI image layout tar) and stores it as a new version of function NAME.\n"
+"  --cmd      program and arguments, run in the bundle directory (default ./main;\n"
+"             for an image, its entrypoint and cmd)\n"
 "  --mode     simple: one process per invocation, args on stdin, result on stdout;\n"
 "             session: a warm process speaking the fx protocol (default simple)\n"
 "  --timeout  e.g. 30s, 500ms, 2m (default 30s)\n";
@@ -322,9 +352,11 @@ fx_cli_deploy(int argc, char **argv)
 		{"memory", required_argument, NULL, 'M'}, {"timeout", required_argument, NULL, 't'},
 		{"retries", required_argument, NULL, 'r'}, {"cpu", required_argument, NULL, 'C'},
 		{"net", no_argument, NULL, 'n'}, {"env", required_argument, NULL, 'e'},
-		{"db", required_argument, NULL, 'd'}, {"help", no_argument, NULL, 'h'}, {0}
+		{"db", required_argument, NULL, 'd'}, {"help", no_argument, NULL, 'h'},
+		{"image", required_argument, NULL, 'I'}, {0}
 	};
 	cJSON	   *options = cJSON_CreateObject();
+	const char *image = NULL;
 	cJSON	   *env = NULL;
 	const char *cmd = NULL;
 	const char *db = NULL;
@@ -384,6 +416,10 @@ fx_cli_deploy(int argc, char **argv)
 			case 'd':
 				db = optarg;
 				break;
+			case 'I':
+				image = optarg;
+				cJSON_AddTrueToObject(options, "image");
+				break;
 			case 'h':
 				cJSON_Delete(options);
 				printf("%s", deploy_usage);
@@ -393,12 +429,13 @@ fx_cli_deploy(int argc, char **argv)
 				return usage(deploy_usage);
 		}
 	}
-	if (argc - optind != 2)
+	if (argc - optind != (image ? 1 : 2))
 	{
 		cJSON_Delete(options);
 		return usage(deploy_usage);
 	}
-	if (pack_dir(argv[optind + 1], &bundle) == 0 && (conn = connect_db(db)) != NULL)
+	if ((image ? read_file(image, &bundle) : pack_dir(argv[optind + 1], &bundle)) == 0 &&
+		(conn = connect_db(db)) != NULL)
 	{
 		char	   *cmdarr = cmd ? command_array(cmd) : NULL;
 		char	   *opts_json = cJSON_PrintUnformatted(options);

@@ -208,9 +208,19 @@ finish(fx_exec *ex, fx_inv *inv)
 		ex->on_done(inv);
 }
 
+/* Add "K=V", replacing an earlier K. */
 static void
 add_env(char ***env, int *n, char *entry)
 {
+	size_t		klen = strcspn(entry, "=");
+
+	for (int i = 0; i < *n; i++)
+		if (strncmp((*env)[i], entry, klen + 1) == 0)
+		{
+			free((*env)[i]);
+			(*env)[i] = entry;
+			return;
+		}
 	*env = fx_xrealloc(*env, sizeof(char *) * (*n + 2));
 	(*env)[(*n)++] = entry;
 	(*env)[*n] = NULL;
@@ -227,10 +237,14 @@ build_env(fx_exec *ex, fx_inv *inv)
 	add_env(&env, &n, fx_xstrdup("PATH=/usr/local/bin:/usr/bin:/bin"));
 	add_env(&env, &n, fx_xstrdup("LANG=C.UTF-8"));
 	add_env(&env, &n, fx_xstrdup("HOME=/tmp"));
+	for (char **ie = inv->image ? inv->image->env : NULL; ie && *ie; ie++)
+		if (strchr(*ie, '='))
+			add_env(&env, &n, fx_xstrdup(*ie));
 	add_env(&env, &n, fx_xasprintf("FX_MODE=%s", inv->session ? "session" : "simple"));
 	add_env(&env, &n, fx_xasprintf("FX_FN=%s", inv->fn));
 	add_env(&env, &n, fx_xasprintf("FX_VERSION=%d", inv->version));
-	add_env(&env, &n, fx_xasprintf("FX_BUNDLE=%s", ex->cfg.sandbox ? "/fn" : inv->bundle_dir));
+	if (!inv->image)
+		add_env(&env, &n, fx_xasprintf("FX_BUNDLE=%s", ex->cfg.sandbox ? "/fn" : inv->bundle_dir));
 	if (ex->cfg.python_path)
 		add_env(&env, &n, fx_xasprintf("PYTHONPATH=%s", ex->cfg.python_path));
 	if (inv->session)
@@ -267,6 +281,14 @@ make_launch(fx_inv *inv, char **env, fx_launch *l)
 	memset(l, 0, sizeof(*l));
 	l->bundle_dir = inv->bundle_dir;
 	l->argv = inv->argv;
+	if (inv->image)
+	{
+		l->bundle_dir = "";
+		l->rootfs = inv->image->rootfs;
+		l->workdir = inv->image->workdir;
+		l->uid = inv->image->uid;
+		l->gid = inv->image->gid;
+	}
 	l->envp = env;
 	l->session = inv->session;
 	l->memory_mb = inv->memory_mb;
@@ -274,8 +296,8 @@ make_launch(fx_inv *inv, char **env, fx_launch *l)
 	l->tmp_mb = option_int(inv, "tmp_mb", 64);
 	l->cpu = cJSON_IsNumber(cpu) ? cpu->valuedouble : 1.0;
 	l->net = cJSON_IsTrue(cJSON_GetObjectItem(inv->options, "net"));
-	l->uid = -1;
-	l->gid = -1;
+	if (!inv->image)
+		l->uid = l->gid = -1;
 }
 
 /* Metering from how the process ended. */
@@ -312,6 +334,11 @@ fx_inv_free(fx_inv *inv)
 	free_strv(inv->argv);
 	cJSON_Delete(inv->options);
 	free(inv->bundle_dir);
+	if (inv->image)
+	{
+		fx_image_free(inv->image);
+		free(inv->image);
+	}
 	cJSON_Delete(inv->result);
 	free(inv->error);
 	free(inv->detail);

@@ -15,6 +15,8 @@
 #include <cjson/cJSON.h>
 #include <uv.h>
 
+#include "fx_image.h"
+
 typedef struct fx_exec fx_exec;
 typedef struct fx_session fx_session;
 typedef struct fx_simple fx_simple;
@@ -46,7 +48,8 @@ typedef struct fx_inv
 
 	/* while running */
 	fx_exec    *ex;
-	char	   *bundle_dir;
+	char	   *bundle_dir;		/* unpacked bundle (not for images) */
+	fx_image   *image;			/* the container image, if it is one */
 	int64_t		deadline_ms;
 	uint64_t	started_ns;
 	uv_timer_t	timer;

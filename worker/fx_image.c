@@ -5,12 +5,12 @@
  * config file and layer tars) or an OCI image layout packed as a tar
  * (index.json -> manifest blob -> config blob + layer blobs).  Its layers,
  * tars that may be compressed, are applied in order to
- * CACHE/<key>/rootfs.tmp-<pid> following the OCI changeset rules (".wh.X"
- * deletes X from lower layers, ".wh..wh..opq" hides everything lower
- * layers put in its directory), which is then renamed to CACHE/<key>/rootfs;
- * the config fields the worker needs go to CACHE/<key>/config.json first,
- * so a rootfs in place always has its config.  A worker that loses the
- * race to rename discards its copy.
+ * CACHE/<key>/rootfs.tmp-<pid>-<n> following the OCI changeset rules
+ * (".wh.X" deletes X from lower layers, ".wh..wh..opq" hides everything
+ * lower layers put in its directory), which is then renamed to
+ * CACHE/<key>/rootfs.  The config fields the worker needs go to
+ * CACHE/<key>/config.json first, so a rootfs in place always has its
+ * config.  A worker that loses the race to rename discards its copy.
  *
  * Archive members are read from memory: one pass over the archive per
  * member, the layer streamed from the outer reader into a second one.
@@ -26,7 +26,10 @@
  * bits cleared, ownership not restored (all files belong to the worker),
  * extended attributes not restored, and bytes and entries are capped.
  * Symbolic links are kept as they are: an absolute target means the
- * image's own root when the sandbox runs it.
+ * image's own root when the sandbox runs it.  libarchive sets directory
+ * modes by path when its writer closes, so before an entry replaces
+ * anything the same layer made, the writer is closed: no pending chmod can
+ * follow a link put in a directory's place.
  */
 #define _GNU_SOURCE
 #include <ctype.h>
@@ -56,6 +59,9 @@
 #define MAX_JSON		(16 << 20)	/* bytes in a manifest or config */
 #define MAX_LINKS		8		/* links followed between archive members */
 #define OPAQUE			".wh..wh..opq"
+#define LOWER			"abcdefghijklmnopqrstuvwxyz"
+#define UPPER			"ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+#define DIGIT			"0123456789"
 #define WHITEOUT		".wh."
 
 typedef enum lex_mode
@@ -580,8 +586,10 @@ apply_hardlink(applier *ap, struct archive *in, struct archive_entry *e,
 	return rc;
 }
 
-/* Remove what lower layers left in directory FD (REL): all the current
- * layer did not put there. */
+/*
+ * Remove what lower layers left in directory FD (REL): all the current
+ * layer did not put there.
+ */
 static int
 prune(applier *ap, int fd, const char *rel, int depth)
 {
@@ -612,8 +620,10 @@ prune(applier *ap, int fd, const char *rel, int depth)
 	return rc;
 }
 
-/* ".wh.NAME" removes NAME, ".wh..wh..opq" the lower content of its
- * directory; both only what lower layers made, and never through a link. */
+/*
+ * ".wh.NAME" removes NAME, ".wh..wh..opq" the lower content of its
+ * directory; both only what lower layers made, and never through a link.
+ */
 static int
 apply_whiteout(applier *ap, const char *rel, const char *base, char **why)
 {
@@ -676,7 +686,7 @@ apply_entry(applier *ap, struct archive *in, struct archive_entry *e, char **why
 	base = strrchr(rel, '/');
 	base = base ? base + 1 : rel;
 	if (strlen(rel) > MAX_PATH || depth > MAX_DEPTH)
-		rc = fail(why, -ENAMETOOLONG, "layer %d entry \"%.200s...\" is nested too deeply",
+		rc = fail(why, -ENAMETOOLONG, "layer %d entry \"%.60s...\" is nested too deeply",
 				  ap->layer, rel);
 	else if (*rel == '\0')
 		rc = 0;					/* the root directory itself */
@@ -754,6 +764,7 @@ member_seek(struct archive *in, const char *want, char **link, char **why)
 		char	   *n = p ? lexical("", p, LEX_STRICT) : NULL;
 		bool		match = n != NULL && strcmp(n, want) == 0;
 		char	   *dir;
+		char	   *slash;
 
 		free(n);
 		if (!match)
@@ -763,7 +774,8 @@ member_seek(struct archive *in, const char *want, char **link, char **why)
 		else if (archive_entry_filetype(e) == AE_IFLNK && archive_entry_symlink(e))
 		{
 			dir = fx_xstrdup(want);
-			*(strrchr(dir, '/') ? strrchr(dir, '/') : dir) = '\0';
+			slash = strrchr(dir, '/');
+			*(slash ? slash : dir) = '\0';
 			*link = lexical(dir, archive_entry_symlink(e), LEX_INSIDE);
 			free(dir);
 		}
@@ -825,17 +837,22 @@ read_member(const image_src *src, const char *name, char **bufp, size_t *lenp,
 			char **why)
 {
 	struct archive *in;
-	char	   *buf = NULL;
+	size_t		cap = 65536;
 	size_t		len = 0;
+	char	   *buf;
 	la_ssize_t	n;
 	int			rc = member_find(src, name, &in, why);
 
 	if (rc < 0)
 		return rc;
-	buf = fx_xmalloc(MAX_JSON + 1);
-	while ((n = archive_read_data(in, buf + len, MAX_JSON + 1 - len)) > 0)
-		if ((len += (size_t) n) > MAX_JSON)
-			break;
+	buf = fx_xmalloc(cap);
+	while (len <= MAX_JSON &&
+		   (n = archive_read_data(in, buf + len, cap - 1 - len)) > 0)
+	{
+		len += (size_t) n;
+		if (len == cap - 1)
+			buf = fx_xrealloc(buf, cap *= 2);
+	}
 	if (len > MAX_JSON)
 		rc = fail(why, -EFBIG, "image member \"%s\" is larger than %d bytes", name, MAX_JSON);
 	else if (n < 0)
@@ -874,8 +891,10 @@ get(const cJSON *obj, const char *key)
 	return cJSON_IsObject(obj) ? cJSON_GetObjectItemCaseSensitive(obj, key) : NULL;
 }
 
-/* A JSON array of strings (or one string) as a NULL-terminated vector;
- * NULL for null or absent. */
+/*
+ * A JSON array of strings (or one string) as a NULL-terminated vector;
+ * NULL for null or absent.
+ */
 static int
 json_strv(const cJSON *item, char ***out)
 {
@@ -997,9 +1016,9 @@ blob_name(const cJSON *desc)
 	if (!cJSON_IsString(d))
 		return NULL;
 	s = d->valuestring;
-	alen = strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789+._-");
-	if (alen == 0 || s[alen] != ':' || s[alen + 1] == '\0' ||
-		s[alen + 1 + strspn(s + alen + 1, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789=_-")] != '\0')
+	alen = strspn(s, LOWER DIGIT "+._-");
+	if (!isalnum((unsigned char) s[0]) || s[alen] != ':' || s[alen + 1] == '\0' ||
+		strspn(s + alen + 1, LOWER UPPER DIGIT "=_-") != strlen(s + alen + 1))
 		return NULL;
 	return fx_xasprintf("blobs/%.*s/%s", (int) alen, s, s + alen + 1);
 }
@@ -1016,48 +1035,49 @@ docker_plan(const cJSON *doc, image_plan *plan, char **why)
 	return 0;
 }
 
-/* index.json, one level of nested index at most, then the manifest. */
+/*
+ * From *docp, index.json, through one level of nested index at most, to
+ * the manifest; *docp is replaced on the way.
+ */
 static int
-oci_plan(const image_src *src, image_plan *plan, char **why)
+oci_plan(const image_src *src, cJSON **docp, image_plan *plan, char **why)
 {
-	cJSON	   *doc = NULL;
 	const cJSON *x;
 	char	   *name;
 	int			hops = 0;
-	int			rc = read_json(src, "index.json", &doc, why);
+	int			i = 0;
+	int			rc = 0;
 
-	while (rc == 0 && cJSON_IsArray(get(doc, "manifests")))
+	while (rc == 0 && cJSON_IsArray(get(*docp, "manifests")))
 	{
-		name = blob_name(pick_manifest(get(doc, "manifests")));
+		name = blob_name(pick_manifest(get(*docp, "manifests")));
 		if (++hops > 2)
 			rc = fail(why, -EINVAL, "image indexes are nested more than one level deep");
 		else if (name == NULL)
 			rc = fail(why, -EINVAL, "image index lists no usable manifest");
 		else
 		{
-			cJSON_Delete(doc);
-			doc = NULL;
-			rc = read_json(src, name, &doc, why);
+			cJSON_Delete(*docp);
+			*docp = NULL;
+			rc = read_json(src, name, docp, why);
 		}
 		free(name);
 	}
-	if (rc == 0 && (plan->config = blob_name(get(doc, "config"))) == NULL)
+	if (rc == 0 && (plan->config = blob_name(get(*docp, "config"))) == NULL)
 		rc = fail(why, -EINVAL, "image manifest has no config digest");
-	if (rc == 0 && !cJSON_IsArray(get(doc, "layers")))
+	if (rc == 0 && !cJSON_IsArray(get(*docp, "layers")))
 		rc = fail(why, -EINVAL, "image manifest has no layers");
 	if (rc == 0)
 	{
-		plan->layers = fx_xcalloc((size_t) cJSON_GetArraySize(get(doc, "layers")) + 1,
+		plan->layers = fx_xcalloc((size_t) cJSON_GetArraySize(get(*docp, "layers")) + 1,
 								  sizeof(char *));
-		hops = 0;
-		cJSON_ArrayForEach(x, get(doc, "layers"))
-			if ((plan->layers[hops++] = blob_name(x)) == NULL)
+		cJSON_ArrayForEach(x, get(*docp, "layers"))
+			if ((plan->layers[i++] = blob_name(x)) == NULL)
 			{
 				rc = fail(why, -EINVAL, "image manifest has a layer without a digest");
 				break;
 			}
 	}
-	cJSON_Delete(doc);
 	return rc;
 }
 
@@ -1068,20 +1088,22 @@ read_plan(const image_src *src, image_plan *plan, char **why)
 	cJSON	   *doc = NULL;
 	int			rc = read_json(src, "manifest.json", &doc, why);
 
-	if (rc == -ENOENT)
+	if (rc == 0)
+		rc = docker_plan(doc, plan, why);
+	else if (rc == -ENOENT)
 	{
 		free(*why);
 		*why = NULL;
-		rc = oci_plan(src, plan, why);
-		if (rc == -ENOENT)
+		rc = read_json(src, "index.json", &doc, why);
+		if (rc == 0)
+			rc = oci_plan(src, &doc, plan, why);
+		else if (rc == -ENOENT)
 		{
 			free(*why);
 			*why = NULL;
 			rc = fail(why, rc, "image archive has neither manifest.json (docker save) nor index.json (OCI layout)");
 		}
 	}
-	else if (rc == 0)
-		rc = docker_plan(doc, plan, why);
 	cJSON_Delete(doc);
 	return rc;
 }
@@ -1136,10 +1158,34 @@ parse_id(const char *s)
 }
 
 /*
- * Open PATH of the root file system at ROOTFD for reading, resolving
- * symbolic links as the image's processes will: an absolute target starts
- * again at ROOTFD and ".." stops there.  One pass: the file's descriptor
- * in *fdp, or in *next the path that the first link on the way leads to.
+ * Where the link NAME in directory DIRFD leads: it sits at byte I of
+ * path CUR, and REST (or NULL) follows it.  An absolute target starts
+ * again at the root and ".." stops there, as for the image's processes.
+ */
+static int
+follow_link(int dirfd, const char *name, const char *cur, size_t i,
+			const char *rest, char **next)
+{
+	char		target[PATH_MAX];
+	ssize_t		n = readlinkat(dirfd, name, target, sizeof(target) - 1);
+	char	   *dir;
+	char	   *path;
+
+	if (n < 0)
+		return -errno;
+	target[n] = '\0';
+	dir = fx_xasprintf("%.*s", (int) (i > 0 ? i - 1 : 0), cur);
+	path = fx_xasprintf("%s/%s", target, rest ? rest : "");
+	*next = lexical(dir, path, LEX_CLAMP);
+	free(dir);
+	free(path);
+	return 0;
+}
+
+/*
+ * One pass over path CUR of the root file system at ROOTFD: the regular
+ * file's descriptor in *fdp, or in *next the path that the first symbolic
+ * link on the way leads to.
  */
 static int
 walk_in_root(int rootfd, const char *cur, int *fdp, char **next)
@@ -1149,62 +1195,54 @@ walk_in_root(int rootfd, const char *cur, int *fdp, char **next)
 	int			rc = 0;
 
 	*next = NULL;
-	while (fd >= 0 && rc == 0)
+	if (fd < 0)
+		return -errno;
+	for (;;)
 	{
 		char		name[NAME_MAX + 1];
-		char		target[PATH_MAX];
 		size_t		n = strcspn(cur + i, "/");
 		bool		last = cur[i + n] == '\0';
 		struct stat st;
-		ssize_t		tl;
 		int			nfd;
 
 		if (n == 0 || n > NAME_MAX)
-			rc = -ENOENT;
-		else if (memcpy(name, cur + i, n), name[n] = '\0',
-				 fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-			rc = -errno;
-		else if (S_ISLNK(st.st_mode))
 		{
-			if ((tl = readlinkat(fd, name, target, sizeof(target) - 1)) < 0)
-				rc = -errno;
-			else
-			{
-				char	   *dir = fx_xasprintf("%.*s", (int) (i ? i - 1 : 0), cur);
-				char	   *rest = fx_xasprintf("%.*s/%s", (int) tl, target,
-												last ? "" : cur + i + n + 1);
-
-				*next = lexical(dir, rest, LEX_CLAMP);
-				free(dir);
-				free(rest);
-			}
+			rc = -ENOENT;
 			break;
 		}
-		else if (last && !S_ISREG(st.st_mode))
-			rc = -EINVAL;
-		else if (!last && !S_ISDIR(st.st_mode))
-			rc = -ENOTDIR;
-		else
+		memcpy(name, cur + i, n);
+		name[n] = '\0';
+		if (fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
 		{
-			nfd = openat(fd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK |
-						 (last ? 0 : O_DIRECTORY));
-			if (nfd < 0)
-				rc = -errno;
-			else if (last)
-			{
-				*fdp = nfd;
-				break;
-			}
-			else
-			{
-				close(fd);
-				fd = nfd;
-				i += n + 1;
-			}
+			rc = -errno;
+			break;
 		}
+		if (S_ISLNK(st.st_mode))
+		{
+			rc = follow_link(fd, name, cur, i, last ? NULL : cur + i + n + 1, next);
+			break;
+		}
+		if (last ? !S_ISREG(st.st_mode) : !S_ISDIR(st.st_mode))
+		{
+			rc = -ENOENT;
+			break;
+		}
+		nfd = openat(fd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK |
+					 (last ? 0 : O_DIRECTORY));
+		if (nfd < 0)
+		{
+			rc = -errno;
+			break;
+		}
+		close(fd);
+		fd = nfd;
+		if (last)
+		{
+			*fdp = fd;
+			return 0;
+		}
+		i += n + 1;
 	}
-	if (fd < 0)
-		return -errno;
 	close(fd);
 	return rc;
 }
@@ -1320,6 +1358,19 @@ resolve_user(int rootfd, fx_image *img, char **why)
 	return rc;
 }
 
+/*
+ * DIR/NAME.tmp-<pid>-<n>: private to this call, even when two threads of
+ * one worker (uv_queue_work) unpack the same image at once.
+ */
+static char *
+tmp_name(const char *dir, const char *name)
+{
+	static unsigned seq;
+
+	return fx_xasprintf("%s/%s.tmp-%d-%u", dir, name, (int) getpid(),
+						__atomic_fetch_add(&seq, 1, __ATOMIC_RELAXED));
+}
+
 static cJSON *
 strv_json(char **v)
 {
@@ -1370,7 +1421,7 @@ save_config(const char *dir, const fx_image *img, char **why)
 	cJSON	   *root = cJSON_CreateObject();
 	cJSON	   *c = cJSON_AddObjectToObject(root, "config");
 	cJSON	   *fx = cJSON_AddObjectToObject(root, "fx");
-	char	   *tmp = fx_xasprintf("%s/config.json.tmp-%d", dir, (int) getpid());
+	char	   *tmp = tmp_name(dir, "config.json");
 	char	   *path = fx_xasprintf("%s/config.json", dir);
 	char	   *text;
 	int			rc;
@@ -1400,35 +1451,59 @@ save_config(const char *dir, const fx_image *img, char **why)
 	return rc;
 }
 
+/* A small file, NUL-terminated, or NULL. */
+static char *
+slurp(const char *path, size_t *lenp)
+{
+	int			fd = open(path, O_RDONLY | O_CLOEXEC);
+	struct stat st;
+	char	   *buf = NULL;
+	size_t		len = 0;
+	ssize_t		n = 1;
+
+	if (fd < 0)
+		return NULL;
+	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size <= MAX_JSON)
+	{
+		buf = fx_xmalloc((size_t) st.st_size + 1);
+		while (len < (size_t) st.st_size &&
+			   (n = read(fd, buf + len, (size_t) st.st_size - len)) > 0)
+			len += (size_t) n;
+		buf[len] = '\0';
+	}
+	close(fd);
+	if (n < 0)
+	{
+		free(buf);
+		return NULL;
+	}
+	*lenp = len;
+	return buf;
+}
+
 /* A cached image: DIR/rootfs and DIR/config.json.  No message: a miss. */
 static int
 load_config(const char *dir, fx_image *img)
 {
 	char	   *path = fx_xasprintf("%s/config.json", dir);
-	char	   *buf = fx_xmalloc(MAX_JSON + 1);
+	size_t		len;
+	char	   *buf = slurp(path, &len);
 	char	   *ignore = NULL;
 	cJSON	   *root = NULL;
+	const cJSON *fx;
 	struct stat st;
-	ssize_t		n = -1;
-	int			fd;
 	int			rc = -ENOENT;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd >= 0)
-	{
-		n = read(fd, buf, MAX_JSON);
-		close(fd);
-	}
 	free(path);
 	path = fx_xasprintf("%s/rootfs", dir);
-	if (n > 0 && stat(path, &st) == 0 && S_ISDIR(st.st_mode) &&
-		(root = cJSON_ParseWithLength(buf, (size_t) n)) != NULL &&
-		cJSON_IsNumber(get(get(root, "fx"), "uid")) &&
-		cJSON_IsNumber(get(get(root, "fx"), "gid")) &&
+	if (buf != NULL && stat(path, &st) == 0 && S_ISDIR(st.st_mode) &&
+		(root = cJSON_ParseWithLength(buf, len)) != NULL &&
+		cJSON_IsNumber(get(fx = get(root, "fx"), "uid")) &&
+		cJSON_IsNumber(get(fx, "gid")) &&
 		parse_config(root, img, "config.json", &ignore) == 0)
 	{
-		img->uid = (long) get(get(root, "fx"), "uid")->valuedouble;
-		img->gid = (long) get(get(root, "fx"), "gid")->valuedouble;
+		img->uid = (long) get(fx, "uid")->valuedouble;
+		img->gid = (long) get(fx, "gid")->valuedouble;
 		rc = 0;
 	}
 	cJSON_Delete(root);
@@ -1474,7 +1549,7 @@ limit(const char *var, unsigned long long max)
 static int
 unpack(const char *dir, const image_src *src, fx_image *img, char **why)
 {
-	char	   *tmp = fx_xasprintf("%s/rootfs.tmp-%d", dir, (int) getpid());
+	char	   *tmp = tmp_name(dir, "rootfs");
 	char	   *final = fx_xasprintf("%s/rootfs", dir);
 	image_plan	plan = {NULL, NULL};
 	cJSON	   *config = NULL;
@@ -1533,7 +1608,7 @@ valid_key(const char *key)
 	size_t		n = strlen(key);
 
 	return n > 0 && n <= 200 && key[0] != '.' &&
-		strspn(key, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._:+-") == n;
+		strspn(key, LOWER UPPER DIGIT "._:+-") == n;
 }
 
 int

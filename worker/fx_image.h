@@ -25,16 +25,19 @@ typedef struct fx_image
 				gid;			/* resolved numeric ids, -1 if unset */
 } fx_image;
 
-/* Limits on what one image may unpack to; the environment variables
- * FX_IMAGE_MAX_BYTES and FX_IMAGE_MAX_ENTRIES lower them (for tests). */
+/*
+ * Limits on what one image may unpack to; the environment variables
+ * FX_IMAGE_MAX_BYTES and FX_IMAGE_MAX_ENTRIES lower them (for tests).
+ */
 #define FX_IMAGE_MAX_BYTES		(4ULL << 30)
 #define FX_IMAGE_MAX_ENTRIES	1000000ULL
 
 /*
  * Unpack the image archive (DATA, LEN bytes in memory) into CACHE/<key>/
  * unless already there, and fill *img.  KEY is a content hash given by
- * the caller; DATA may be NULL when the key is cached.  0 or -errno with
- * *why set; *img needs fx_image_free either way.
+ * the caller; DATA may be NULL when the key is cached.  0, or -errno with
+ * *why set (malloc'd) and *img left empty.  Blocks for as long as the
+ * unpacking takes: run it off the event loop (uv_queue_work).
  */
 int			fx_image_prepare(const char *cache, const char *key,
 							 const void *data, size_t len, fx_image *img,

@@ -337,7 +337,8 @@ enter_root(const char *bundle, const char *rootfs, uint32_t tmp_mb, bool net)
 		child_fail(STEP_MOUNT_ROOT);
 	if (!rootfs[0])
 		host_root(net);
-	bind_ro(STEP_MOUNT_FN, bundle, "fn");
+	if (bundle[0])				/* images have no bundle */
+		bind_ro(STEP_MOUNT_FN, bundle, "fn");
 	tmp_options(opts, tmp_mb ? tmp_mb : 1);
 	must_mount(STEP_MOUNT_TMP, "fx", "tmp", "tmpfs", MS_NOSUID | MS_NODEV, opts);
 	/* hidepid: the function (another uid) cannot see PID 1, the reaper. */

@@ -23,6 +23,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -41,6 +42,7 @@ typedef struct fx_fetch
 	char	   *hash;
 	char	   *fn;
 	int			version;
+	bool		image;			/* a container image, unpacked off the loop */
 	bool		sent;			/* the query is in flight */
 	fx_inv	   *waiting;		/* linked through next_waiting */
 	struct fx_fetch *next;
@@ -312,6 +314,18 @@ run(fx_worker *w, fx_inv *inv)
 
 static void send_fetch(fx_worker *w, fx_fetch *f);
 
+static bool
+is_image(fx_inv *inv)
+{
+	return cJSON_IsTrue(cJSON_GetObjectItem(inv->options, "image"));
+}
+
+static char *
+images_dir(fx_worker *w)
+{
+	return fx_xasprintf("%s/images", w->cfg.cache_dir);
+}
+
 static void
 free_fetch(fx_worker *w, fx_fetch *f)
 {
@@ -326,12 +340,156 @@ free_fetch(fx_worker *w, fx_fetch *f)
 	free(f);
 }
 
+static char **
+concat_argv(char **a, char **b)
+{
+	int			n = 0;
+	char	  **v;
+
+	for (char **p = a; p && *p; p++)
+		n++;
+	for (char **p = b; p && *p; p++)
+		n++;
+	v = fx_xcalloc(n + 1, sizeof(char *));
+	n = 0;
+	for (char **p = a; p && *p; p++)
+		v[n++] = fx_xstrdup(*p);
+	for (char **p = b; p && *p; p++)
+		v[n++] = fx_xstrdup(*p);
+	return v;
+}
+
+/*
+ * Load the unpacked image of inv (it must be in the cache) and make its
+ * command: the deploy's --cmd if given, else the image's entrypoint + cmd.
+ */
+static const char *
+load_image(fx_worker *w, fx_inv *inv, char **why)
+{
+	char	   *dir = images_dir(w);
+	fx_image   *img = fx_xcalloc(1, sizeof(*img));
+	int			rc = fx_image_prepare(dir, inv->hash, NULL, 0, img, why);
+
+	free(dir);
+	if (rc < 0)
+	{
+		free(img);
+		return *why;
+	}
+	inv->image = img;
+	if (inv->argv[0] == NULL)
+	{
+		free(inv->argv);
+		inv->argv = concat_argv(img->entrypoint, img->cmd);
+		if (inv->argv[0] == NULL)
+			return *why = fx_xstrdup("the image has no entrypoint or cmd; deploy it with --cmd");
+	}
+	return NULL;
+}
+
+/* Run inv if its code is ready; true if it was (or failed for good). */
+static bool
+run_if_ready(fx_worker *w, fx_inv *inv)
+{
+	char	   *why = NULL;
+
+	if (is_image(inv))
+	{
+		char	   *dir = images_dir(w);
+		char	   *rootfs = fx_xasprintf("%s/%s/rootfs", dir, inv->hash);
+		bool		cached = access(rootfs, F_OK) == 0;
+
+		free(dir);
+		free(rootfs);
+		if (!cached)
+			return false;
+		if (load_image(w, inv, &why))
+		{
+			fail_now(w, inv, why);
+			free(why);
+		}
+		else
+			run(w, inv);
+		return true;
+	}
+	inv->bundle_dir = fx_bundle_path(w->cfg.cache_dir, inv->hash);
+	if (inv->bundle_dir == NULL)
+		return false;
+	run(w, inv);
+	return true;
+}
+
+/* The fetched bundle is in place (or could not be): run who waited for it. */
+static void
+fetched(fx_worker *w, fx_fetch *f, char *why)
+{
+	fx_inv	   *waiting = f->waiting;
+
+	free_fetch(w, f);
+	while (waiting)
+	{
+		fx_inv	   *inv = waiting;
+
+		waiting = inv->next_waiting;
+		inv->next_waiting = NULL;
+		if (why || !run_if_ready(w, inv))
+			fail_now(w, inv, why ? why : "the code bundle vanished from the cache");
+	}
+	free(why);
+}
+
+/* Images are unpacked on the thread pool. */
+typedef struct unpack_req
+{
+	uv_work_t	req;
+	fx_worker  *w;
+	fx_fetch   *f;
+	char	   *dir;
+	char	   *data;
+	size_t		len;
+	char	   *why;
+} unpack_req;
+
+static void
+unpack_work(uv_work_t *req)
+{
+	unpack_req *u = (unpack_req *) req;
+	fx_image	img;
+
+	memset(&img, 0, sizeof(img));
+	if (fx_image_prepare(u->dir, u->f->hash, u->data, u->len, &img, &u->why) == 0)
+	{
+		/* Mount points the sandbox needs, in a read-only image root. */
+		static const char *const dirs[] = {"tmp", "proc", "dev", NULL};
+
+		for (int i = 0; dirs[i]; i++)
+		{
+			char	   *p = fx_xasprintf("%s/%s", img.rootfs, dirs[i]);
+
+			mkdir(p, 0755);
+			free(p);
+		}
+		fx_image_free(&img);
+	}
+}
+
+static void
+unpack_done(uv_work_t *req, int status)
+{
+	unpack_req *u = (unpack_req *) req;
+
+	(void) status;
+	fetched(u->w, u->f, u->why);
+	free(u->dir);
+	free(u->data);
+	free(u);
+}
+
 static void
 bundle_cb(fx_db *db, PGresult *res, void *arg)
 {
 	fx_worker  *w = worker_of(db);
 	fx_fetch   *f = arg;
-	fx_inv	   *waiting = f->waiting;
 	char	   *why = NULL;
 
 	f->sent = false;
@@ -340,24 +498,24 @@ bundle_cb(fx_db *db, PGresult *res, void *arg)
 	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 ||
 		PQgetisnull(res, 0, 0))
 		why = fx_xasprintf("cannot fetch the code bundle: %s", fx_db_error(res));
+	else if (f->image)
+	{
+		unpack_req *u = fx_xcalloc(1, sizeof(*u));
+
+		u->w = w;
+		u->f = f;
+		u->dir = images_dir(w);
+		u->len = PQgetlength(res, 0, 0);
+		u->data = fx_xmalloc(u->len);
+		memcpy(u->data, PQgetvalue(res, 0, 0), u->len);
+		f->sent = true;			/* not again on a reconnect */
+		uv_queue_work(&w->loop, &u->req, unpack_work, unpack_done);
+		return;
+	}
 	else if (fx_bundle_unpack(w->cfg.cache_dir, f->hash, PQgetvalue(res, 0, 0),
 							  PQgetlength(res, 0, 0), &why) == 0)
 		why = NULL;
-	free_fetch(w, f);
-	while (waiting)
-	{
-		fx_inv	   *inv = waiting;
-
-		waiting = inv->next_waiting;
-		inv->next_waiting = NULL;
-		if (why == NULL)
-			inv->bundle_dir = fx_bundle_path(w->cfg.cache_dir, inv->hash);
-		if (inv->bundle_dir)
-			run(w, inv);
-		else
-			fail_now(w, inv, why ? why : "bundle vanished from the cache");
-	}
-	free(why);
+	fetched(w, f, why);
 }
 
 static void
@@ -375,7 +533,7 @@ send_fetch(fx_worker *w, fx_fetch *f)
 	fx_db_query_binary(&w->db, "SELECT fx.bundle($1, $2::int)", 2, params, bundle_cb, f);
 }
 
-/* Start a claimed invocation: find its bundle, fetching it if needed. */
+/* Start a claimed invocation: find its code, fetching it if needed. */
 static void
 start(fx_worker *w, fx_inv *inv)
 {
@@ -385,12 +543,13 @@ start(fx_worker *w, fx_inv *inv)
 	inv->next = w->active;
 	w->active = inv;
 	w->nactive++;
-	inv->bundle_dir = fx_bundle_path(w->cfg.cache_dir, inv->hash);
-	if (inv->bundle_dir)
+	if (is_image(inv) && !w->cfg.exec.sandbox)
 	{
-		run(w, inv);
+		fail_now(w, inv, "container images run only in sandboxes (the worker runs with --no-sandbox)");
 		return;
 	}
+	if (run_if_ready(w, inv))
+		return;
 	for (f = w->fetches; f; f = f->next)
 		if (strcmp(f->hash, inv->hash) == 0)
 			break;
@@ -400,6 +559,7 @@ start(fx_worker *w, fx_inv *inv)
 		f->hash = fx_xstrdup(inv->hash);
 		f->fn = fx_xstrdup(inv->fn);
 		f->version = inv->version;
+		f->image = is_image(inv);
 		f->next = w->fetches;
 		w->fetches = f;
 	}
