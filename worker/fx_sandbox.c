@@ -20,6 +20,7 @@
 #include <linux/capability.h>
 #include <linux/filter.h>
 #include <linux/sched.h>
+#include <poll.h>
 #include <linux/seccomp.h>
 #include <sched.h>
 #include <signal.h>
@@ -363,9 +364,9 @@ drop_privileges(uid_t uid, gid_t gid)
 	for (int cap = 0; cap <= 63; cap++)
 		if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL)
 			child_fail(STEP_PRIVS);
-	setrlimit(RLIMIT_NOFILE, &nofile);
-	setrlimit(RLIMIT_CORE, &core);
-	if (setresgid(gid, gid, gid) < 0 || setresuid(uid, uid, uid) < 0)
+	syscall(SYS_setrlimit, RLIMIT_NOFILE, &nofile);
+	syscall(SYS_setrlimit, RLIMIT_CORE, &core);
+	if (syscall(SYS_setresgid, gid, gid, gid) < 0 || syscall(SYS_setresuid, uid, uid, uid) < 0)
 		child_fail(STEP_PRIVS);
 	memset(data, 0, sizeof(data));
 	if (syscall(SYS_capset, &hdr, data) < 0)
@@ -448,12 +449,21 @@ child_main(const int fds[FD_LAST - FD_IN])
 	sigprocmask(SIG_SETMASK, &none, NULL);
 
 	h = receive_go(&bundle, &rootfs, &workdir);
-	/* Become root of the user namespace, so that new files have an owner. */
-	if (sb.uid == 0 && (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0))
+	/*
+	 * Become root of the user namespace, so that new files have an owner.
+	 * Raw system calls: this process was cloned from a multi-threaded one
+	 * without glibc knowing, so glibc's set*id (which signals every thread
+	 * it believes exists) and fork (which takes malloc's locks, perhaps held
+	 * by a thread that is not here) must not be used.
+	 */
+	if (sb.uid == 0 && (syscall(SYS_setresgid, 0, 0, 0) < 0 ||
+						syscall(SYS_setresuid, 0, 0, 0) < 0))
 		child_fail(STEP_IDS);
+	/* Changing credentials cleared the death signal: set it again. */
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
 	enter_root(bundle, rootfs, h->tmp_mb, h->net != 0);
 
-	fn = fork();
+	fn = (pid_t) syscall(SYS_clone, SIGCHLD, NULL, NULL, NULL, 0);
 	if (fn < 0)
 		child_fail(STEP_FORK);
 	if (fn > 0)
@@ -842,6 +852,19 @@ fx_sandbox_launch(const fx_launch *l, fx_sandboxed *out, char **why)
 	}
 	close(s->go);
 	s->go = -1;
+	/* Setting up takes about a millisecond; never wait forever on it. */
+	{
+		struct pollfd pfd = {s->exec_err, POLLIN, 0};
+
+		while ((rc = poll(&pfd, 1, 10000)) < 0 && errno == EINTR)
+			;
+		if (rc == 0)
+		{
+			*why = fx_xstrdup("the sandbox did not start within 10 s");
+			discard(s);
+			return -ETIMEDOUT;
+		}
+	}
 	while ((n = read(s->exec_err, msg, sizeof(msg))) < 0 && errno == EINTR)
 		;
 	close(s->exec_err);

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # 10_examples.sh: the examples deploy and run as examples/README.md says,
-# from the CLI and from SQL, and the CLI reports bad input clearly.
+# from the CLI and from SQL, the CLI reports bad input clearly, and functions
+# run sandboxed (uid 1000, hostname fx, a root of their own, /fn read-only).
 source "$(dirname "$0")/../lib.sh"
 
 
@@ -135,5 +136,31 @@ else
 fi
 out=$(q "SELECT fx_call('hello-py', '{\"name\":\"after\"}')")
 json_has "hello-py still serves after a failed invocation" "$out" '{"greeting": "hello after"}'
+
+# the examples run sandboxed: a simple-mode probe deployed the same way
+# reports what it sees
+probe=$(mktemp -d "$FX_TEST_DIR/probe.XXXXXX")
+cat >"$probe/main" <<'EOF'
+#!/bin/sh
+if echo x >/fn/written 2>/dev/null; then fn_w=yes; else fn_w=no; fi
+if echo x >/tmp/written 2>/dev/null; then tmp_w=yes; else tmp_w=no; fi
+printf '{"uid": "%s", "hostname": "%s", "root": " %s ", "fn_write": "%s", "tmp_write": "%s"}\n' \
+	"$(id -u)" "$(hostname)" "$(ls / | tr '\n' ' ')" "$fn_w" "$tmp_w"
+EOF
+chmod +x "$probe/main"
+check "deploy probe (simple) from a temp dir" fx_deploy probe "$probe" --cmd ./main
+out=$("$FX_BIN" invoke probe '{}')
+echo "# probe: $out"
+pr() { q "SELECT \$j\$$out\$j\$::jsonb ->> '$1'" 2>/dev/null; }
+check_eq "sandbox: id -u is 1000" 1000 "$(pr uid)"
+check_eq "sandbox: hostname is fx" fx "$(pr hostname)"
+root=$(pr root)
+if grep -q ' usr ' <<<"$root" && grep -q ' fn ' <<<"$root" && ! grep -qE ' (home|root) ' <<<"$root"; then
+	ok "sandbox: ls / has usr and fn, no home or root ($root)"
+else
+	not_ok "sandbox: ls / has usr and fn, no home or root (got '$root')"
+fi
+check_eq "sandbox: writing to /fn fails (and to /tmp works)" "no|yes" "$(pr fn_write)|$(pr tmp_write)"
+check "sandbox: nothing appeared in the deployed directory" test ! -e "$probe/written"
 
 exit $FX_FAILED

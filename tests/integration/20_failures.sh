@@ -81,16 +81,16 @@ check_eq "retries: each attempt kept its log" "1|2|3" \
 	"$(q "SELECT string_agg(DISTINCT attempt::text, '|') FROM fx_logs($id)")"
 check_eq "retries: fx_status says dead" dead "$(q "SELECT fx_status($id)")"
 
-# --- fails once, then succeeds
-marker=$FX_TEST_DIR/flaky.marker
-dir=$(mkfn flaky main <<EOF2
+# --- fails once, then succeeds: the first attempt fails, the retry (which
+# sees FX_ATTEMPT=2) succeeds
+dir=$(mkfn flaky main <<'EOF2'
 #!/bin/sh
-if [ ! -e $marker ]; then
-	touch $marker
-	echo "flaky: first attempt fails" >&2
+if [ "$FX_ATTEMPT" = 1 ]; then
+	echo "flaky: attempt 1 fails" >&2
 	exit 1
 fi
-echo "{\"attempt\": \$FX_ATTEMPT}"
+echo "flaky: attempt $FX_ATTEMPT succeeds" >&2
+echo "{\"attempt\": $FX_ATTEMPT}"
 EOF2
 )
 fx_deploy flaky "$dir" --timeout 5s --retries 2
@@ -100,6 +100,17 @@ check_eq "flaky: succeeded with attempts = 2" "succeeded|2|{\"attempt\": 2}" \
 	"$(q "SELECT status, attempts, result FROM fx.invocation WHERE id = $id")"
 check_eq "flaky: no error left on the succeeded row" "" \
 	"$(q "SELECT coalesce(error, '') FROM fx.invocation WHERE id = $id")"
+check_eq "flaky: both attempts ran and kept their log" \
+	"1|flaky: attempt 1 fails;2|flaky: attempt 2 succeeds" \
+	"$(q "SELECT attempt, line FROM fx_logs($id)" | paste -sd ';')"
+
+# steady: always succeeds at once, answers the attempt it saw.
+dir=$(mkfn steady main <<'EOF2'
+#!/bin/sh
+echo "{\"attempt\": $FX_ATTEMPT}"
+EOF2
+)
+fx_deploy steady "$dir" --timeout 5s --retries 2
 
 # --- bad output
 dir=$(mkfn garbage main <<'EOF2'
@@ -122,6 +133,7 @@ import sys
 import fx
 
 count = 0
+token = os.urandom(8).hex()  # this process's identity: pids are always 2
 
 
 def handler(args, ctx):
@@ -130,7 +142,7 @@ def handler(args, ctx):
     if isinstance(args, dict) and args.get("die"):
         print("crashy: dying", file=sys.stderr, flush=True)
         os._exit(1)
-    return {"count": count, "pid": os.getpid()}
+    return {"count": count, "token": token}
 
 
 fx.run(handler)
@@ -139,20 +151,22 @@ EOF2
 fx_deploy crashy "$dir" --cmd "python3 main.py" --mode session --timeout 5s --retries 0
 r1=$(q "SELECT fx_call('crashy', '{}', '10s')")
 r2=$(q "SELECT fx_call('crashy', '{}', '10s')")
-pid1=$(q "SELECT (\$j\$$r1\$j\$::jsonb)->>'pid'")
-check_eq "session: warm process serves the second call" \
-	"2|$pid1" "$(q "SELECT (\$j\$$r2\$j\$::jsonb)->>'count' || '|' || ((\$j\$$r2\$j\$::jsonb)->>'pid')")"
+token1=$(q "SELECT (\$j\$$r1\$j\$::jsonb)->>'token'")
+check "session: the process reports a token ('$token1')" test -n "$token1"
+check_eq "session: warm process serves the second call (count 2, same token)" \
+	"2|$token1" "$(q "SELECT (\$j\$$r2\$j\$::jsonb)->>'count' || '|' || ((\$j\$$r2\$j\$::jsonb)->>'token')")"
 id=$(q "SELECT fx_invoke('crashy', '{\"die\": true}')")
 wait_for "session: the invocation whose process exits fails" 10 status_is "$id" failed dead
 err=$(q "SELECT error FROM fx.invocation WHERE id = $id")
 if grep -qE "session process .*status 1" <<<"$err"; then ok "session: error is '$err'"
 else not_ok "session: error says the session process exited with status 1 (got '$err')"; fi
 r3=$(q "SELECT fx_call('crashy', '{}', '10s')" 2>&1)
-pid3=$(q "SELECT (\$j\$$r3\$j\$::jsonb)->>'pid'" 2>/dev/null)
-if [ "$(q "SELECT (\$j\$$r3\$j\$::jsonb)->>'count'" 2>/dev/null)" = 1 ] && [ "$pid3" != "$pid1" ]; then
-	ok "session: the next invocation works in a new process (cold start, count 1)"
+token3=$(q "SELECT (\$j\$$r3\$j\$::jsonb)->>'token'" 2>/dev/null)
+if [ "$(q "SELECT (\$j\$$r3\$j\$::jsonb)->>'count'" 2>/dev/null)" = 1 ] &&
+	[ -n "$token3" ] && [ "$token3" != "$token1" ]; then
+	ok "session: the next invocation works in a new process (cold start, count 1, new token)"
 else
-	not_ok "session: the next invocation works in a new process (got '$r3', first pid $pid1)"
+	not_ok "session: the next invocation works in a new process (got '$r3', first token $token1)"
 fi
 
 # --- fx_cancel of a running invocation
@@ -174,11 +188,11 @@ sleep 1
 check_eq "cancel: still cancelled once the worker is done with it, not retried" "cancelled|1" \
 	"$(q "SELECT status, attempts FROM fx.invocation WHERE id = $id")"
 check_eq "cancel: fx_cancel again returns false" f "$(q "SELECT fx_cancel($id)")"
-out=$(q "SELECT fx_call('flaky', '{}', '10s')")
+out=$(q "SELECT fx_call('steady', '{}', '10s')")
 check_eq "cancel: the worker still serves" '{"attempt": 1}' "$out"
 
 # --- delayed invocation
-id=$(q "SELECT fx_invoke('flaky', '{}', delay => '1s')")
+id=$(q "SELECT fx_invoke('steady', '{}', delay => '1s')")
 sleep 0.6
 check_eq "delay: not started after 0.6 s" queued "$(q "SELECT fx_status($id)")"
 wait_for "delay: runs after the delay" 5 status_is "$id" succeeded

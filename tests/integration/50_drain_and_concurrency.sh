@@ -14,8 +14,8 @@ owner_of() {
 	    WHERE application_name LIKE 'fx-%-$(fx_worker_pid "$1")-____' LIMIT 1"
 }
 
-# slow: sleeps 2 s; fast: records its invocation id, answers its args.
-runs=$FX_TEST_DIR/runs.txt
+# slow: sleeps 2 s; fast: logs its invocation id and attempt, answers its
+# args.
 mkdir -p "$FX_TEST_DIR/fn/slow" "$FX_TEST_DIR/fn/fast"
 cat >"$FX_TEST_DIR/fn/slow/main" <<'EOF'
 #!/bin/sh
@@ -25,7 +25,7 @@ EOF
 cat >"$FX_TEST_DIR/fn/fast/main" <<EOF
 #!/bin/sh
 args=\$(cat)
-echo "\$FX_INVOCATION_ID" >>$runs
+echo "fast: invocation \$FX_INVOCATION_ID attempt \$FX_ATTEMPT" >&2
 echo "\$args"
 EOF
 chmod +x "$FX_TEST_DIR/fn/slow/main" "$FX_TEST_DIR/fn/fast/main"
@@ -50,7 +50,9 @@ check_eq "the running invocation was finished and recorded" 'succeeded|1|"slept"
 sleep 0.5
 check_eq "the invocation enqueued after SIGTERM stays queued" "queued|0" \
 	"$(q "SELECT status, attempts FROM fx.invocation WHERE id = $late")"
-check "it never ran" test ! -s "$runs"
+check_eq "it never ran: no log line, no start" "0|" \
+	"$(q "SELECT count(l.invocation_id), max(i.started_at) FROM fx.invocation i LEFT JOIN fx.log l ON l.invocation_id = i.id
+	      WHERE i.id = $late GROUP BY i.id")"
 check_eq "the worker's session is gone" 0 \
 	"$(q "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'fx-%'")"
 q "SELECT fx_cancel($late)" >/dev/null
@@ -80,8 +82,14 @@ check_eq "each result is its own args, and the args are 1..200" "200|200" \
 q "SELECT id, args, coalesce(result::text, 'NULL'), worker, round(wall_ms) FROM fx.invocation
     WHERE fn = 'fast' AND id <> $late AND result IS DISTINCT FROM args ORDER BY id LIMIT 10" |
 	sed 's/^/# result differs from args: /'
-check_eq "the function's code ran exactly once per invocation (200 runs, 200 distinct ids)" "200 200" \
-	"$(echo "$(wc -l <"$runs") $(sort -u "$runs" | wc -l)")"
+# Each run of the code logs one line, kept with its attempt: one run per
+# invocation means exactly one line per invocation, its own id, attempt 1.
+check_eq "the function's code ran exactly once per invocation (200 log lines, one per id, each its own)" \
+	"200|200|200" \
+	"$(q "SELECT count(*), count(DISTINCT l.invocation_id),
+	             count(*) FILTER (WHERE l.attempt = 1 AND l.stream = 'stderr'
+	                              AND l.line = 'fast: invocation ' || i.id || ' attempt 1')
+	        FROM fx.log l JOIN fx.invocation i ON i.id = l.invocation_id WHERE i.fn = 'fast'")"
 by_worker=$(q "SELECT worker || ' ' || count(*) FROM fx.invocation
                WHERE fn = 'fast' AND status = 'succeeded' GROUP BY worker ORDER BY worker" | paste -sd ',')
 echo "# per worker: $by_worker"
