@@ -488,6 +488,7 @@ deploy(FunctionCallInfo fcinfo, bytea *bundle)
 	SPI_connect();
 	version = store_version(name, bundle, command, &o);
 	SPI_finish();
+	fx_deploy_count++;			/* fx_invoke resolves names again */
 	return version;
 }
 

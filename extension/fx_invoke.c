@@ -17,6 +17,8 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "storage/proc.h"
+#include "utils/memutils.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 #include "utils/timestamp.h"
@@ -65,6 +67,53 @@ get_int(int row, int col)
 								  SPI_tuptable->tupdesc, col, &isnull);
 
 	return isnull ? 0 : DatumGetInt32(d);
+}
+
+/*
+ * fx_invoke over a set resolves the same name once per row; remember the
+ * last resolution for the rest of the statement (a deploy in between, in
+ * this backend, forgets it).
+ */
+static struct
+{
+	char	   *ref;
+	LocalTransactionId lxid;
+	TimestampTz stmt;
+	uint64		deploys;
+	FxTarget	target;
+}			last;
+
+uint64		fx_deploy_count = 0;
+
+static bool
+cached(const char *ref, FxTarget *target)
+{
+	if (last.ref == NULL || last.lxid != MyProc->lxid ||
+		last.stmt != GetCurrentStatementStartTimestamp() ||
+		last.deploys != fx_deploy_count || strcmp(last.ref, ref) != 0)
+		return false;
+	*target = last.target;
+	target->fn = pstrdup(last.target.fn);
+	return true;
+}
+
+static void
+remember(const char *ref, FxTarget *target)
+{
+	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+	if (last.ref)
+	{
+		pfree(last.ref);
+		pfree(last.target.fn);
+	}
+	last.ref = pstrdup(ref);
+	last.lxid = MyProc->lxid;
+	last.stmt = GetCurrentStatementStartTimestamp();
+	last.deploys = fx_deploy_count;
+	last.target = *target;
+	last.target.fn = pstrdup(target->fn);
+	MemoryContextSwitchTo(old);
 }
 
 /*
@@ -241,6 +290,7 @@ fx_invoke(PG_FUNCTION_ARGS)
 	int32		priority;
 	FxTarget	target;
 	int64		id;
+	bool		hit;
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
@@ -281,7 +331,12 @@ fx_invoke(PG_FUNCTION_ARGS)
 				 errmsg("idempotency key must not be empty")));
 
 	SPI_connect();
-	fx_resolve(ref, &target);
+	hit = cached(ref, &target);
+	if (!hit)
+	{
+		fx_resolve(ref, &target);
+		remember(ref, &target);
+	}
 	id = insert_invocation(&target,
 						   choose_bucket(target.fn,
 										 optnull[0] ? NULL : PG_GETARG_TEXT_PP(2)),

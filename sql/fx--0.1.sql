@@ -317,17 +317,17 @@ AS $$
 			   lease_owner = owner, lease_epoch = i.lease_epoch + 1,
 			   lease_pid = pg_backend_pid(), worker = owner,
 			   started_at = now(), error = NULL, error_detail = NULL,
-			   lease_expiry = now() + lease_slack + (SELECT v.timeout_ms * interval '1 ms'
-														FROM fx.version v
-													   WHERE v.fn = i.fn AND v.version = i.version)
-		  FROM picked
-		 WHERE i.id = picked.id
-		RETURNING i.*
+			   lease_expiry = now() + lease_slack + v.timeout_ms * interval '1 ms'
+		  FROM picked, fx.version v
+		 WHERE i.id = picked.id AND v.fn = i.fn AND v.version = i.version
+		RETURNING i.id, i.lease_epoch, i.fn, i.version, i.args, i.key, i.attempts,
+				  i.idempotency_key, i.priority, v.hash, v.command, v.mode,
+				  v.memory_mb, v.timeout_ms, v.options
 	)
 	SELECT c.id, c.lease_epoch, c.fn, c.version, c.args, c.key, c.attempts,
-		   coalesce(c.idempotency_key, 'fx-' || c.id), v.hash, v.command,
-		   v.mode, v.memory_mb, v.timeout_ms, v.options
-	  FROM claimed c JOIN fx.version v ON v.fn = c.fn AND v.version = c.version
+		   coalesce(c.idempotency_key, 'fx-' || c.id), c.hash, c.command,
+		   c.mode, c.memory_mb, c.timeout_ms, c.options
+	  FROM claimed c
 	 ORDER BY c.priority DESC, c.id
 $$;
 
@@ -352,56 +352,73 @@ $$;
  */
 CREATE FUNCTION fx.finish(owner text, items jsonb, backoff_ms int DEFAULT 1000)
 RETURNS SETOF bigint
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	WITH it AS (
+		SELECT * FROM jsonb_to_recordset(items) AS x(
+			id bigint, epoch int, ok boolean, result jsonb, error text,
+			detail text, retryable boolean, wall_ms double precision,
+			cpu_ms double precision, max_rss_kb bigint, start text, logs jsonb)
+	), done AS (
+		UPDATE fx.invocation i
+		   SET status = CASE
+					WHEN it.ok THEN 'succeeded'::fx.status
+					WHEN NOT coalesce(it.retryable, true) OR i.max_attempts = 1
+						THEN 'failed'
+					WHEN i.attempts - i.lost < i.max_attempts THEN 'queued'
+					ELSE 'dead' END,
+			   result = CASE WHEN it.ok THEN it.result END,
+			   error = it.error, error_detail = it.detail,
+			   not_before = CASE
+					WHEN it.ok THEN i.not_before
+					ELSE now() + least(backoff_ms * (2.0 ^ (i.attempts - i.lost - 1)), 3600000)
+								 * interval '1 ms' END,
+			   finished_at = CASE
+					WHEN it.ok OR NOT coalesce(it.retryable, true) OR i.max_attempts = 1
+						 OR i.attempts - i.lost >= i.max_attempts THEN now() END,
+			   wall_ms = it.wall_ms, cpu_ms = it.cpu_ms,
+			   max_rss_kb = it.max_rss_kb, start_kind = it.start,
+			   lease_owner = NULL, lease_pid = NULL, lease_expiry = NULL
+		  FROM it
+		 WHERE i.id = it.id AND i.lease_owner = owner
+		   AND i.lease_epoch = it.epoch AND i.status = 'running'
+		RETURNING i.id, i.lease_epoch, i.attempts, i.status, i.waiter
+	), logged AS (
+		INSERT INTO fx.log (invocation_id, attempt, seq, stream, at, line)
+		SELECT d.id, d.attempts, l.ord::int, l.e->>1,
+			   to_timestamp((l.e->>0)::double precision / 1000), l.e->>2
+		  FROM done d JOIN it ON it.id = d.id AND it.epoch = d.lease_epoch,
+			   jsonb_array_elements(CASE WHEN jsonb_typeof(it.logs) = 'array'
+										 THEN it.logs ELSE '[]' END)
+			   WITH ORDINALITY AS l(e, ord)
+		RETURNING 1
+	), notified AS (
+		SELECT count(pg_notify('fx_done_' || d.waiter, d.id::text)) AS n
+		  FROM done d WHERE d.waiter IS NOT NULL AND d.status <> 'queued'
+	)
+	SELECT d.id FROM done d, notified
+$$;
+
+/*
+ * One round trip of a busy worker: finish what it has finished, then claim
+ * up to n more, in one transaction (one commit for both).
+ */
+CREATE FUNCTION fx.cycle(owner text, items jsonb, n int, backoff_ms int DEFAULT 1000)
+RETURNS TABLE (id bigint, epoch int, fn text, version int, args jsonb,
+			   key text, attempt int, idempotency_key text, hash text,
+			   command text[], mode text, memory_mb int, timeout_ms int,
+			   options jsonb)
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-	r record;
 BEGIN
-	FOR r IN
-		WITH it AS (
-			SELECT * FROM jsonb_to_recordset(items) AS x(
-				id bigint, epoch int, ok boolean, result jsonb, error text,
-				detail text, retryable boolean, wall_ms double precision,
-				cpu_ms double precision, max_rss_kb bigint, start text, logs jsonb)
-		), done AS (
-			UPDATE fx.invocation i
-			   SET status = CASE
-						WHEN it.ok THEN 'succeeded'::fx.status
-						WHEN NOT coalesce(it.retryable, true) OR i.max_attempts = 1
-							THEN 'failed'
-						WHEN i.attempts - i.lost < i.max_attempts THEN 'queued'
-						ELSE 'dead' END,
-				   result = CASE WHEN it.ok THEN it.result END,
-				   error = it.error, error_detail = it.detail,
-				   not_before = CASE
-						WHEN it.ok THEN i.not_before
-						ELSE now() + least(backoff_ms * (2.0 ^ (i.attempts - i.lost - 1)), 3600000)
-									 * interval '1 ms' END,
-				   finished_at = CASE
-						WHEN it.ok OR NOT coalesce(it.retryable, true) OR i.max_attempts = 1
-							 OR i.attempts - i.lost >= i.max_attempts THEN now() END,
-				   wall_ms = it.wall_ms, cpu_ms = it.cpu_ms,
-				   max_rss_kb = it.max_rss_kb, start_kind = it.start,
-				   lease_owner = NULL, lease_pid = NULL, lease_expiry = NULL
-			  FROM it
-			 WHERE i.id = it.id AND i.lease_owner = owner
-			   AND i.lease_epoch = it.epoch AND i.status = 'running'
-			RETURNING i.id, i.attempts, i.status, i.waiter, it.logs
-		)
-		SELECT * FROM done
-	LOOP
-		IF r.logs IS NOT NULL AND jsonb_array_length(r.logs) > 0 THEN
-			INSERT INTO fx.log (invocation_id, attempt, seq, stream, at, line)
-			SELECT r.id, r.attempts, l.ord::int, l.e->>1,
-				   to_timestamp((l.e->>0)::double precision / 1000), l.e->>2
-			  FROM jsonb_array_elements(r.logs) WITH ORDINALITY AS l(e, ord);
-		END IF;
-		IF r.waiter IS NOT NULL AND r.status <> 'queued' THEN
-			PERFORM pg_notify('fx_done_' || r.waiter, r.id::text);
-		END IF;
-		RETURN NEXT r.id;
-	END LOOP;
+	IF jsonb_array_length(items) > 0 THEN
+		PERFORM count(*) FROM fx.finish(owner, items, backoff_ms);
+	END IF;
+	IF n > 0 THEN
+		RETURN QUERY SELECT * FROM fx.claim(owner, n);
+	END IF;
 END
 $$;
 

@@ -64,8 +64,11 @@ typedef struct fx_worker
 	fx_fetch   *fetches;		/* bundles being fetched */
 	int			nactive;
 	fx_inv	   *done;			/* finished, waiting to be sent */
-	fx_inv	   *sending;		/* in the fx.finish in flight */
-	bool		claiming;
+	fx_inv	   *sending;		/* finished ones in the fx.cycle in flight */
+	fx_inv	   *ready;			/* claimed and ready, waiting for a slot */
+	fx_inv	  **ready_tail;
+	int			nrunning;		/* attempts executing */
+	bool		cycling;		/* an fx.cycle is in flight */
 	bool		want_claim;		/* there may be more to claim */
 	bool		reaping;
 	bool		draining;
@@ -75,8 +78,10 @@ typedef struct fx_worker
 } fx_worker;
 
 static void claim(fx_worker *w);
+static void cycle(fx_worker *w);
 static void schedule_due(fx_worker *w);
-static void flush_done(fx_worker *w);
+static void start(fx_worker *w, fx_inv *inv);
+static fx_inv *inv_from_row(PGresult *res, int row);
 static void maybe_stop(fx_worker *w);
 
 static fx_worker *
@@ -129,14 +134,21 @@ free_list(fx_inv *l)
 	}
 }
 
+/*
+ * The fx.cycle in flight came back: the finished attempts it carried are
+ * recorded (or refused: their lease moved on), and the invocations it
+ * claimed start.
+ */
 static void
-finished_cb(fx_db *db, PGresult *res, void *arg)
+cycled_cb(fx_db *db, PGresult *res, void *arg)
 {
 	fx_worker  *w = worker_of(db);
 	fx_inv	   *sent = w->sending;
+	int			asked = (int) (intptr_t) arg;
+	int			n;
 
-	(void) arg;
 	w->sending = NULL;
+	w->cycling = false;
 	if (res == NULL)
 	{
 		/* Lost connection: send them again after reconnecting. */
@@ -150,18 +162,12 @@ finished_cb(fx_db *db, PGresult *res, void *arg)
 		return;
 	}
 	if (PQresultStatus(res) != PGRES_TUPLES_OK)
-		fx_err("recording %s failed, leaving them to lease recovery: %s",
-			   "finished invocations", fx_db_error(res));
-	else if (PQntuples(res) > 0 || sent)
 	{
-		int			accepted = PQntuples(res);
-		int			total = 0;
-
-		for (fx_inv *i = sent; i; i = i->next)
-			total++;
-		if (accepted < total)
-			fx_info("%d of %d finished invocations were no longer ours (lease moved on)",
-					total - accepted, total);
+		fx_err("recording finished invocations and claiming failed, leaving them to lease recovery: %s",
+			   fx_db_error(res));
+		free_list(sent);
+		maybe_stop(w);
+		return;
 	}
 	for (fx_inv *i = sent; i; i = i->next)
 		if (!i->ok)
@@ -170,20 +176,45 @@ finished_cb(fx_db *db, PGresult *res, void *arg)
 			break;
 		}
 	free_list(sent);
-	flush_done(w);
+	n = PQntuples(res);
+	for (int i = 0; i < n; i++)
+		start(w, inv_from_row(res, i));
+	if (asked > 0 && n < asked)
+	{
+		w->want_claim = false;
+		schedule_due(w);
+	}
+	cycle(w);
 	maybe_stop(w);
 }
 
-/* Send everything finished so far in one fx.finish(), unless one is in flight. */
+/*
+ * Send one fx.cycle: everything finished so far, and a claim for as many
+ * as there is room for (running slots plus a prefetch of ready ones), in
+ * one round trip and one commit.  Only one is in flight at a time; what
+ * finishes meanwhile goes with the next, so a busy worker batches.
+ */
 static void
-flush_done(fx_worker *w)
+cycle(fx_worker *w)
 {
 	cJSON	   *items;
 	char	   *json;
 	char		backoff[16];
-	const char *params[3];
+	char		nbuf[16];
+	const char *params[4];
+	int			n = 0;
 
-	if (w->sending || w->done == NULL || w->db.state != FX_DB_READY)
+	if (w->cycling || w->db.state != FX_DB_READY)
+		return;					/* queries made in on_ready go after its own */
+	if (w->want_claim && !w->draining)
+	{
+		n = w->cfg.concurrency + w->cfg.prefetch - w->nactive;
+		if (n > w->cfg.batch)
+			n = w->cfg.batch;
+		if (n < 0)
+			n = 0;
+	}
+	if (n == 0 && w->done == NULL)
 		return;
 	items = cJSON_CreateArray();
 	for (fx_inv *i = w->done; i; i = i->next)
@@ -191,13 +222,21 @@ flush_done(fx_worker *w)
 	json = cJSON_PrintUnformatted(items);
 	cJSON_Delete(items);
 	snprintf(backoff, sizeof(backoff), "%d", w->cfg.backoff_ms);
+	snprintf(nbuf, sizeof(nbuf), "%d", n);
 	params[0] = w->owner;
 	params[1] = json;
-	params[2] = backoff;
+	params[2] = nbuf;
+	params[3] = backoff;
 	w->sending = w->done;
 	w->done = NULL;
-	fx_db_query_params(&w->db, "SELECT fx.finish($1, $2::jsonb, $3::int)", 3, params,
-					   finished_cb, NULL);
+	w->cycling = true;
+	if (n > 0)
+		uv_timer_stop(&w->due);
+	fx_db_query_params(&w->db,
+					   "SELECT id, epoch, fn, version, args, key, attempt, idempotency_key,"
+					   " hash, array_to_json(command), mode, memory_mb, timeout_ms, options"
+					   " FROM fx.cycle($1, $2::jsonb, $3::int, $4::int)",
+					   4, params, cycled_cb, (void *) (intptr_t) n);
 	cJSON_free(json);
 }
 
@@ -220,6 +259,8 @@ attempt_done(fx_inv *inv)
 	fx_worker  *w = inv->ex->data;
 
 	unlink_active(w, inv);
+	if (inv->started_ns)
+		w->nrunning--;
 	if (inv->ok)
 		fx_log(FX_LOG_DEBUG, inv->id, "succeeded in %.1f ms", inv->wall_ms);
 	else
@@ -233,9 +274,18 @@ attempt_done(fx_inv *inv)
 	}
 	inv->next = w->done;
 	w->done = inv;
-	flush_done(w);
-	if (w->want_claim)
-		claim(w);
+	while (w->ready && w->nrunning < w->cfg.concurrency)
+	{
+		fx_inv	   *next = w->ready;
+
+		w->ready = next->next_waiting;
+		if (w->ready == NULL)
+			w->ready_tail = &w->ready;
+		next->next_waiting = NULL;
+		w->nrunning++;
+		fx_exec_start(&w->ex, next);
+	}
+	cycle(w);
 	maybe_stop(w);
 }
 
@@ -309,6 +359,13 @@ run(fx_worker *w, fx_inv *inv)
 	}
 	fx_log(FX_LOG_DEBUG, inv->id, "running %s:%d attempt %d", inv->fn,
 		   inv->version, inv->attempt);
+	if (w->nrunning >= w->cfg.concurrency)
+	{
+		*w->ready_tail = inv;	/* runs when a slot frees */
+		w->ready_tail = &inv->next_waiting;
+		return;
+	}
+	w->nrunning++;
 	fx_exec_start(&w->ex, inv);
 }
 
@@ -603,52 +660,10 @@ schedule_due(fx_worker *w)
 }
 
 static void
-claimed_cb(fx_db *db, PGresult *res, void *arg)
-{
-	fx_worker  *w = worker_of(db);
-	int			asked = (int) (intptr_t) arg;
-	int			n;
-
-	w->claiming = false;
-	if (res == NULL)
-		return;					/* reconnect claims again */
-	if (PQresultStatus(res) != PGRES_TUPLES_OK)
-	{
-		fx_err("claim failed: %s", fx_db_error(res));
-		return;
-	}
-	n = PQntuples(res);
-	for (int i = 0; i < n; i++)
-		start(w, inv_from_row(res, i));
-	if (n < asked)
-	{
-		w->want_claim = false;
-		schedule_due(w);
-	}
-	else
-		claim(w);
-}
-
-static void
 claim(fx_worker *w)
 {
-	char		n[16];
-	const char *params[2];
-	int			free_slots = w->cfg.concurrency - w->nactive;
-
 	w->want_claim = true;
-	if (w->claiming || w->draining || w->db.state != FX_DB_READY || free_slots <= 0)
-		return;
-	w->claiming = true;
-	uv_timer_stop(&w->due);
-	snprintf(n, sizeof(n), "%d", free_slots);
-	params[0] = w->owner;
-	params[1] = n;
-	fx_db_query_params(&w->db,
-					   "SELECT id, epoch, fn, version, args, key, attempt, idempotency_key,"
-					   " hash, array_to_json(command), mode, memory_mb, timeout_ms, options"
-					   " FROM fx.claim($1, $2::int)",
-					   2, params, claimed_cb, (void *) (intptr_t) free_slots);
+	cycle(w);
 }
 
 /* ---------------------------------------------------------------------
@@ -676,8 +691,8 @@ on_ready(fx_db *db)
 		fx_db_query_params(db, "SELECT fx.adopt($1)", 1, params, ignore_cb, "adopting leases");
 	for (fx_fetch *f = w->fetches; f; f = f->next)
 		send_fetch(w, f);
-	flush_done(w);
-	claim(w);
+	w->want_claim = true;
+	cycle(w);
 }
 
 static void
@@ -692,7 +707,7 @@ on_notify(fx_db *db, const char *channel, const char *payload)
 		int64_t		id = strtoll(payload, NULL, 10);
 
 		for (fx_inv *i = w->active; i; i = i->next)
-			if (i->id == id && i->bundle_dir)
+			if (i->id == id && i->started_ns)
 			{
 				fx_log(FX_LOG_INFO, id, "cancelled, killing it");
 				fx_exec_kill(&w->ex, i, "cancelled");
@@ -705,7 +720,7 @@ on_lost(fx_db *db)
 {
 	fx_worker  *w = worker_of(db);
 
-	w->claiming = false;
+	w->cycling = false;
 	w->reaping = false;
 }
 
@@ -769,7 +784,7 @@ maybe_stop(fx_worker *w)
 {
 	if (!w->draining || w->db_closed || w->db.state == FX_DB_CLOSED)
 		return;
-	if (!w->stopping && (w->nactive > 0 || w->sending ||
+	if (!w->stopping && (w->nactive > 0 || w->cycling ||
 						 (w->done && w->db.state == FX_DB_READY)))
 		return;
 	if (w->stopping && w->nactive > 0)
@@ -798,6 +813,15 @@ released_cb(fx_db *db, PGresult *res, void *arg)
 	(void) arg;
 	if (res && PQresultStatus(res) == PGRES_TUPLES_OK)
 		fx_info("gave back %s running invocation(s)", PQgetvalue(res, 0, 0));
+	while (w->ready)
+	{
+		fx_inv	   *i = w->ready;
+
+		w->ready = i->next_waiting;
+		unlink_active(w, i);
+		fx_inv_free(i);
+	}
+	w->ready_tail = &w->ready;
 	while (w->fetches)
 	{
 		fx_fetch   *f = w->fetches;
@@ -881,6 +905,7 @@ fx_worker_run(const fx_worker_config *cfg)
 	int			rc;
 
 	w->cfg = *cfg;
+	w->ready_tail = &w->ready;
 	if (fx_mkdirs(cfg->cache_dir, 0755) < 0)
 	{
 		fx_err("cannot create cache directory \"%s\": %s", cfg->cache_dir, strerror(errno));

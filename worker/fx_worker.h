@@ -10,6 +10,8 @@ typedef struct fx_worker_config
 {
 	const char *conninfo;		/* libpq conninfo; "" = PG* variables */
 	int			concurrency;	/* attempts running at once */
+	int			prefetch;		/* claimed ahead, waiting for a slot */
+	int			batch;			/* most invocations claimed per round trip */
 	const char *cache_dir;		/* unpacked bundles */
 	int			poll_ms;		/* reap tick */
 	int			claim_every;	/* fallback claim every N ticks */

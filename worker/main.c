@@ -38,10 +38,13 @@ static const char worker_usage[] =
 "                 [--backoff-ms N] [--warm-ttl SECONDS] [--max-sessions N]\n"
 "                 [--max-log-bytes N] [--log-level debug|info|warning|error]\n"
 "                 [--prewarm N] [--stage DIR] [--no-sandbox]\n"
+"                 [--prefetch N] [--batch N]\n"
 "Claims queued invocations and runs them until SIGTERM (drain) or a second\n"
 "SIGTERM/SIGINT (give back running invocations and exit).  Functions run in\n"
 "sandboxes the worker builds (namespaces, cgroups, seccomp); --prewarm keeps N\n"
-"of them ready (default 2); --no-sandbox runs functions as plain processes.\n";
+"of them ready (default 2); --no-sandbox runs functions as plain processes.\n"
+"Each round trip records what finished and claims up to --batch (256) more,\n"
+"keeping up to --prefetch (4 x concurrency) claimed ahead of free slots.\n";
 
 static char *
 default_cache(void)
@@ -81,7 +84,8 @@ cmd_worker(int argc, char **argv)
 		{"max-log-bytes", required_argument, NULL, 'l'},
 		{"log-level", required_argument, NULL, 'L'}, {"help", no_argument, NULL, 'h'},
 		{"no-sandbox", no_argument, NULL, 'N'}, {"prewarm", required_argument, NULL, 'P'},
-		{"stage", required_argument, NULL, 'S'}, {0}
+		{"stage", required_argument, NULL, 'S'}, {"prefetch", required_argument, NULL, 'F'},
+		{"batch", required_argument, NULL, 'B'}, {0}
 	};
 	fx_worker_config cfg;
 	char	   *stage = NULL;
@@ -93,6 +97,8 @@ cmd_worker(int argc, char **argv)
 
 	memset(&cfg, 0, sizeof(cfg));
 	cfg.concurrency = 16;
+	cfg.prefetch = -1;
+	cfg.batch = 256;
 	cfg.poll_ms = 1000;
 	cfg.claim_every = 5;
 	cfg.backoff_ms = 1000;
@@ -159,6 +165,17 @@ cmd_worker(int argc, char **argv)
 					return 2;
 				}
 				break;
+			case 'F':
+				cfg.prefetch = atoi(optarg);
+				if (cfg.prefetch < 0 || cfg.prefetch > 100000)
+				{
+					fprintf(stderr, "fx: --prefetch must be from 0 to 100000, not \"%s\"\n", optarg);
+					return 2;
+				}
+				break;
+			case 'B':
+				cfg.batch = positive("--batch", optarg);
+				break;
 			case 'S':
 				free(stage);
 				stage = fx_xstrdup(optarg);
@@ -179,6 +196,8 @@ cmd_worker(int argc, char **argv)
 	conninfo = fx_cli_conninfo(db);
 	if (cache == NULL)
 		cache = default_cache();
+	if (cfg.prefetch < 0)
+		cfg.prefetch = 4 * cfg.concurrency;
 	if (stage == NULL)
 	{
 		char	   *slash;
