@@ -7,7 +7,7 @@ packages=(
 	build-essential pkg-config
 	postgresql-15 postgresql-client-15 postgresql-server-dev-15 libpq-dev
 	libuv1-dev libcjson-dev libarchive-dev libseccomp-dev
-	python3 valgrind procps slirp4netns
+	python3 valgrind procps slirp4netns iproute2 util-linux
 )
 
 missing=()

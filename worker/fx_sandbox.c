@@ -19,7 +19,10 @@
 #include <fcntl.h>
 #include <linux/capability.h>
 #include <linux/filter.h>
+#include <arpa/inet.h>
+#include <ifaddrs.h>
 #include <linux/sched.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <linux/seccomp.h>
 #include <sched.h>
@@ -294,7 +297,7 @@ make_dev(void)
 		symlink("/proc/self/fd/0", "dev/stdin") < 0 ||
 		symlink("/proc/self/fd/1", "dev/stdout") < 0 ||
 		symlink("/proc/self/fd/2", "dev/stderr") < 0 ||
-		mkdir("dev/shm", 01777) < 0)
+		mkdir("dev/shm", 01777) < 0 || chmod("dev/shm", 01777) < 0)	/* umask */
 		child_fail(STEP_MOUNT_DEV);
 }
 
@@ -318,6 +321,10 @@ host_root(bool net)
 	write_text("etc/hosts", "127.0.0.1\tlocalhost\n::1\tlocalhost\n");
 	write_text("etc/hostname", "fx\n");
 	write_text("etc/nsswitch.conf", "passwd: files\ngroup: files\nhosts: files dns\n");
+	/* Debian's alternatives (e.g. /usr/bin/awk) are links through /etc. */
+	if (mkdir("etc/alternatives", 0755) < 0)
+		child_fail(STEP_ETC);
+	bind_ro(STEP_ETC, "/etc/alternatives", "etc/alternatives");
 	if (net)
 		write_text("etc/resolv.conf", "nameserver 10.0.2.3\n");
 }
@@ -588,6 +595,79 @@ start_net(fx_stem *s, char **why)
 	return 0;
 }
 
+/*
+ * slirp4netns reaches whatever the host reaches, including the host's own
+ * addresses (and so a database listening on them) and link-local metadata
+ * services: make those unreachable by routes in the sandbox's network
+ * namespace, which the function (no capabilities) cannot change.
+ */
+static int
+fence_net(fx_stem *s, char **why)
+{
+	struct ifaddrs *ifs = NULL;
+	char	   *script = fx_xstrdup("route add unreachable 169.254.0.0/16\n");
+	char		ns[64];
+	int			in[2];
+	int			status;
+	pid_t		child;
+
+	if (getifaddrs(&ifs) == 0)
+		for (struct ifaddrs *i = ifs; i; i = i->ifa_next)
+		{
+			char		addr[INET_ADDRSTRLEN];
+			char	   *more;
+
+			if (i->ifa_addr == NULL || i->ifa_addr->sa_family != AF_INET)
+				continue;
+			inet_ntop(AF_INET, &((struct sockaddr_in *) i->ifa_addr)->sin_addr, addr, sizeof(addr));
+			if (strncmp(addr, "127.", 4) == 0)
+				continue;
+			more = fx_xasprintf("%sroute add unreachable %s/32\n", script, addr);
+			free(script);
+			script = more;
+		}
+	freeifaddrs(ifs);
+	snprintf(ns, sizeof(ns), "/proc/%d/ns", (int) s->pid);
+	if (pipe2(in, O_CLOEXEC) < 0)
+	{
+		free(script);
+		*why = fx_xasprintf("cannot create pipes: %s", strerror(errno));
+		return -errno;
+	}
+	child = fork();
+	if (child == 0)
+	{
+		char		path[96];
+		int			fd;
+
+		if (sb.uid != 0)
+		{
+			snprintf(path, sizeof(path), "%s/user", ns);
+			if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0 || setns(fd, CLONE_NEWUSER) < 0)
+				_exit(126);
+		}
+		snprintf(path, sizeof(path), "%s/net", ns);
+		if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0 || setns(fd, CLONE_NEWNET) < 0 ||
+			dup2(in[0], 0) < 0)
+			_exit(126);
+		execl("/usr/sbin/ip", "ip", "-batch", "-", (char *) NULL);
+		execl("/sbin/ip", "ip", "-batch", "-", (char *) NULL);
+		_exit(127);
+	}
+	close(in[0]);
+	if (child > 0)
+		(void) !write(in[1], script, strlen(script));
+	close(in[1]);
+	free(script);
+	if (child < 0 || waitpid(child, &status, 0) != child || !WIFEXITED(status) ||
+		WEXITSTATUS(status) != 0)
+	{
+		*why = fx_xstrdup("cannot fence the sandbox's network off the host (needs iproute2's ip)");
+		return -EIO;
+	}
+	return 0;
+}
+
 static void
 stop_net(fx_stem *s)
 {
@@ -838,7 +918,7 @@ fx_sandbox_launch(const fx_launch *l, fx_sandboxed *out, char **why)
 	rc = fx_cgroup_limit(&s->cg, l->memory_mb, l->pids, l->cpu);
 	if (rc < 0)
 		fx_warn("cannot set a sandbox's cgroup limits: %s", strerror(-rc));
-	if (l->net && (rc = start_net(s, why)) < 0)
+	if (l->net && ((rc = start_net(s, why)) < 0 || (rc = fence_net(s, why)) < 0))
 	{
 		discard(s);
 		return rc;

@@ -5,7 +5,8 @@
  * it (one prctl in the child, async-signal-safe).  Everything is allowed
  * except what a function has no business doing and what would let it undo
  * its sandbox: mounting, new namespaces, tracing other processes, loading
- * kernel code, BPF, perf, the kernel keyring, clocks, reboot and the like.
+ * kernel code, BPF, perf, the kernel keyring, clocks, reboot, io_uring (a
+ * large attack surface) and the like.
  * Denied calls fail with EPERM; clone3 fails with ENOSYS, so that C
  * libraries fall back to clone, whose namespace flags the filter can see.
  * Calls of another architecture (i386, x32) kill the process.
@@ -34,6 +35,7 @@ static const char *const denied[] = {
 	"lookup_dcookie", "vhangup", "iopl", "ioperm", "fsopen", "fsmount",
 	"fsconfig", "fspick", "move_mount", "open_tree", "mount_setattr",
 	"uselib", "nfsservctl", "fanotify_init", "pidfd_getfd",
+	"io_uring_setup", "io_uring_enter", "io_uring_register",
 	NULL
 };
 
