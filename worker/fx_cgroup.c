@@ -70,6 +70,18 @@ read_number(const char *dir, const char *file, const char *key)
 	return v;
 }
 
+/* Is word one of the comma-separated names in list ("cpu" is not "cpuset")? */
+static bool
+has_word(const char *list, const char *word)
+{
+	size_t		n = strlen(word);
+
+	for (const char *p = list; p; p = strchr(p, ','), p = p ? p + 1 : NULL)
+		if (strncmp(p, word, n) == 0 && (p[n] == ',' || p[n] == '\0'))
+			return true;
+	return false;
+}
+
 /* The worker's own cgroup path in the hierarchy holding controller. */
 static char *
 own_path(const char *controller)
@@ -90,7 +102,7 @@ own_path(const char *controller)
 		*p++ = '\0';
 		p[strcspn(p, "\n")] = '\0';
 		ctrls++;
-		if (controller == NULL ? ctrls[0] == '\0' : strstr(ctrls, controller) != NULL)
+		if (controller == NULL ? ctrls[0] == '\0' : has_word(ctrls, controller))
 			path = fx_xstrdup(p);
 	}
 	fclose(f);

@@ -303,7 +303,7 @@ make_dev(void)
 
 /* The host layout: /usr of the host and the usual links, a tiny /etc. */
 static void
-host_root(bool net)
+host_root(void)
 {
 	static const char *const dirs[] = {"usr", "fn", "tmp", "proc", "dev", "etc", NULL};
 
@@ -325,34 +325,56 @@ host_root(bool net)
 	if (mkdir("etc/alternatives", 0755) < 0)
 		child_fail(STEP_ETC);
 	bind_ro(STEP_ETC, "/etc/alternatives", "etc/alternatives");
-	if (net)
-		write_text("etc/resolv.conf", "nameserver 10.0.2.3\n");
 }
 
-/* Build the root on the stage directory and enter it. */
+/*
+ * Before the launch (prewarming): the host layout on a tmpfs at the stage
+ * directory, with /usr, /etc, /proc and /dev; nothing here depends on the
+ * function.
+ */
 static void
-enter_root(const char *bundle, const char *rootfs, uint32_t tmp_mb, bool net)
+prepare_root(void)
 {
-	char		opts[64];
-
 	must_mount(STEP_MOUNT_ROOT, "none", "/", "", MS_REC | MS_PRIVATE, NULL);
-	if (rootfs[0])
-		must_mount(STEP_MOUNT_ROOT, rootfs, sb.stage, "", MS_BIND | MS_REC, NULL);
-	else
-		must_mount(STEP_MOUNT_ROOT, "fx", sb.stage, "tmpfs", MS_NOSUID | MS_NODEV,
-				   "size=1m,mode=755");
+	must_mount(STEP_MOUNT_ROOT, "fx", sb.stage, "tmpfs", MS_NOSUID | MS_NODEV,
+			   "size=1m,mode=755");
 	if (chdir(sb.stage) < 0)
 		child_fail(STEP_MOUNT_ROOT);
-	if (!rootfs[0])
-		host_root(net);
-	if (bundle[0])				/* images have no bundle */
-		bind_ro(STEP_MOUNT_FN, bundle, "fn");
-	tmp_options(opts, tmp_mb ? tmp_mb : 1);
-	must_mount(STEP_MOUNT_TMP, "fx", "tmp", "tmpfs", MS_NOSUID | MS_NODEV, opts);
+	host_root();
+	if (mkdir(".image", 0755) < 0)
+		child_fail(STEP_MOUNT_ROOT);
 	/* hidepid: the function (another uid) cannot see PID 1, the reaper. */
 	must_mount(STEP_MOUNT_PROC, "proc", "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC,
 			   "hidepid=invisible");
 	make_dev();
+}
+
+/* After the launch: what depends on the function, then enter the root. */
+static void
+finish_root(const char *bundle, const char *rootfs, uint32_t tmp_mb, bool net)
+{
+	char		opts[64];
+
+	if (rootfs[0])
+	{
+		/* An image's own root instead of the prepared one. */
+		must_mount(STEP_MOUNT_ROOT, rootfs, ".image", "", MS_BIND | MS_REC, NULL);
+		if (chdir(".image") < 0)
+			child_fail(STEP_MOUNT_ROOT);
+		must_mount(STEP_MOUNT_PROC, "proc", "proc", "proc",
+				   MS_NOSUID | MS_NODEV | MS_NOEXEC, "hidepid=invisible");
+		make_dev();
+	}
+	else
+	{
+		if (rmdir(".image") < 0)	/* unused: leave no trace of it */
+			child_fail(STEP_MOUNT_ROOT);
+		if (net)
+			write_text("etc/resolv.conf", "nameserver 10.0.2.3\n");
+		bind_ro(STEP_MOUNT_FN, bundle, "fn");
+	}
+	tmp_options(opts, tmp_mb ? tmp_mb : 1);
+	must_mount(STEP_MOUNT_TMP, "fx", "tmp", "tmpfs", MS_NOSUID | MS_NODEV, opts);
 	if (syscall(SYS_pivot_root, ".", ".") < 0 || umount2(".", MNT_DETACH) < 0 || chdir("/") < 0)
 		child_fail(STEP_PIVOT);
 	must_mount(STEP_PIVOT, "none", "/", "",
@@ -455,7 +477,13 @@ child_main(const int fds[FD_LAST - FD_IN])
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
 
-	h = receive_go(&bundle, &rootfs, &workdir);
+	/* Wait until the parent has written the user mapping. */
+	{
+		char		mapped;
+
+		if (read_full(FD_GO, &mapped, 1) != 1)
+			_exit(0);			/* the stem was discarded */
+	}
 	/*
 	 * Become root of the user namespace, so that new files have an owner.
 	 * Raw system calls: this process was cloned from a multi-threaded one
@@ -468,7 +496,10 @@ child_main(const int fds[FD_LAST - FD_IN])
 		child_fail(STEP_IDS);
 	/* Changing credentials cleared the death signal: set it again. */
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
-	enter_root(bundle, rootfs, h->tmp_mb, h->net != 0);
+	prepare_root();
+
+	h = receive_go(&bundle, &rootfs, &workdir);
+	finish_root(bundle, rootfs, h->tmp_mb, h->net != 0);
 
 	fn = (pid_t) syscall(SYS_clone, SIGCHLD, NULL, NULL, NULL, 0);
 	if (fn < 0)
@@ -779,6 +810,8 @@ stem_create(char **why)
 	rc = map_ids(s->pid);
 	if (rc == 0)
 		rc = fx_cgroup_attach(&s->cg, s->pid, s->cg_attach);
+	if (rc == 0 && write(s->go, "M", 1) != 1)
+		rc = -errno;			/* the child prepares its root now */
 	if (rc < 0)
 	{
 		*why = fx_xasprintf("cannot set up the sandbox: %s", strerror(-rc));

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "fx_bench.h"
 #include "fx_cli.h"
 #include "fx_log.h"
 #include "fx_worker.h"
@@ -234,6 +235,7 @@ main(int argc, char **argv)
 		{"up", fx_cli_up}, {"down", fx_cli_down}, {"deploy", fx_cli_deploy},
 		{"invoke", fx_cli_invoke}, {"logs", fx_cli_logs}, {"ls", fx_cli_ls},
 		{"ps", fx_cli_ps}, {"worker", cmd_worker}, {"psql", fx_cli_psql},
+		{"bench-sandbox", fx_cli_bench_sandbox},	/* bench/sandbox.sh */
 	};
 
 	setvbuf(stderr, NULL, _IOLBF, 0);
