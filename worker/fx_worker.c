@@ -70,6 +70,7 @@ typedef struct fx_worker
 	int			nrunning;		/* attempts executing */
 	bool		cycling;		/* an fx.cycle is in flight */
 	bool		want_claim;		/* there may be more to claim */
+	bool		due_unknown;	/* ask fx.next_due() once idle */
 	bool		reaping;
 	bool		draining;
 	bool		stopping;		/* closing handles */
@@ -182,7 +183,11 @@ cycled_cb(fx_db *db, PGresult *res, void *arg)
 	if (asked > 0 && n < asked)
 	{
 		w->want_claim = false;
-		schedule_due(w);
+		/* Delayed ones may be waiting; ask when, but not on a busy path. */
+		if (n == 0 && w->nactive == 0)
+			schedule_due(w);
+		else
+			w->due_unknown = true;
 	}
 	cycle(w);
 	maybe_stop(w);
@@ -274,6 +279,11 @@ attempt_done(fx_inv *inv)
 	}
 	inv->next = w->done;
 	w->done = inv;
+	if (w->due_unknown && w->nactive == 0)
+	{
+		w->due_unknown = false;
+		schedule_due(w);
+	}
 	while (w->ready && w->nrunning < w->cfg.concurrency)
 	{
 		fx_inv	   *next = w->ready;
