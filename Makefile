@@ -5,6 +5,7 @@
 #   make run      install what is missing, build, install, start the embedded
 #                 default (fx up), deploy the examples and invoke them
 #   make check    install what is missing, build, install, run every suite
+#   make bench    measure fx against its peers (QUICK=1: a smoke run)
 PG_CONFIG ?= pg_config
 PREFIX ?= /usr/local
 
@@ -33,10 +34,26 @@ check: deps
 	$(MAKE) install
 	tests/check.sh
 
+# Benchmarks (not tests): fx against graphile-worker, DBOS Transact and
+# PostgreSQL's own ceiling (bench/run.sh), then fx's sandboxes against
+# bubblewrap and runc (bench/sandbox.sh); tables in bench/RESULTS.md.
+# QUICK=1: a short smoke run, written to /tmp, RESULTS.md untouched.
+bench: deps
+	$(MAKE) install
+	@command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm; }
+ifeq ($(QUICK),)
+	bench/run.sh
+	bash bench/sandbox.sh
+	bench/merge-results.sh
+else
+	QUICK=1 bench/run.sh
+endif
+
 clean:
 	$(MAKE) -C extension clean
 	$(MAKE) -C worker clean
 	$(MAKE) -C examples/hello-c clean
 	rm -rf build
 
-.PHONY: all deps deps-check install run check clean
+.PHONY: all deps deps-check install run check bench clean

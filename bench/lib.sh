@@ -1,0 +1,224 @@
+# shellcheck shell=bash
+# bench/lib.sh: helpers for bench/run.sh (sourced, not run).
+#
+# Logging with elapsed time, the processes run.sh starts (each tracked by
+# pid and stopped on exit), the private PostgreSQL server, psql shortcuts,
+# resident memory and commit counters, and markdown output.  Every process
+# started here goes through spawn() so that cleanup() can stop it, Ctrl-C
+# included.
+
+BENCH_START=$(date +%s%N)
+PIDS=()							# every process spawn() started and not yet stopped
+
+elapsed() {
+	local now
+	now=$(date +%s%N)
+	printf '%d:%02d' $(((now - BENCH_START) / 60000000000)) $(((now - BENCH_START) / 1000000000 % 60))
+}
+
+log() { printf '[%s] %s\n' "$(elapsed)" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# Run a command as the PostgreSQL user: postgres when we are root, else us.
+as_pg() {
+	if [ "$(id -u)" = 0 ]; then
+		runuser -u postgres -- "$@"
+	else
+		"$@"
+	fi
+}
+
+# --- processes -------------------------------------------------------------
+
+# spawn LOG CMD...: start CMD in the background, output to LOG; $SPAWNED is
+# its pid.  (Not through $(...): the process must be our own child.)
+spawn() {
+	local out=$1
+	shift
+	"$@" >"$out" 2>&1 </dev/null &
+	SPAWNED=$!
+	PIDS+=("$SPAWNED")
+}
+
+forget_pid() {
+	local p keep=()
+	for p in "${PIDS[@]}"; do
+		[ "$p" = "$1" ] || keep+=("$p")
+	done
+	PIDS=("${keep[@]}")
+}
+
+# All descendants of a pid, children first order not guaranteed.
+descendants() {
+	local p kids
+	kids=$(ps -o pid= --ppid "$1" 2>/dev/null) || true
+	for p in $kids; do
+		echo "$p"
+		descendants "$p"
+	done
+}
+
+# stop_pid PID [SECONDS]: SIGTERM, then after SECONDS (default 10) SIGINT
+# (fx worker: a second signal gives running invocations back and exits),
+# then SIGKILL; descendants that outlive it are killed too.
+stop_pid() {
+	local pid=$1 wait_s=${2:-10} kids i
+	if ! kill -0 "$pid" 2>/dev/null; then
+		forget_pid "$pid"
+		wait "$pid" 2>/dev/null || true
+		return 0
+	fi
+	kids=$(descendants "$pid")
+	kill -TERM "$pid" 2>/dev/null || true
+	for ((i = 0; i < wait_s * 20; i++)); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.05
+	done
+	if kill -0 "$pid" 2>/dev/null; then
+		kill -INT "$pid" 2>/dev/null || true
+		sleep 1
+		kill -KILL "$pid" 2>/dev/null || true
+	fi
+	wait "$pid" 2>/dev/null || true
+	for i in $kids; do
+		kill -KILL "$i" 2>/dev/null || true
+	done
+	forget_pid "$pid"
+	return 0
+}
+
+stop_all() {
+	local p
+	for ((p = ${#PIDS[@]} - 1; p >= 0; p--)); do
+		stop_pid "${PIDS[p]}" "${1:-10}"
+	done
+}
+
+# wait_for_line FILE PATTERN SECONDS [PID]: until FILE has a line matching
+# PATTERN; fails on timeout or when PID exits first.
+wait_for_line() {
+	local i
+	for ((i = 0; i < $3 * 20; i++)); do
+		grep -q -- "$2" "$1" 2>/dev/null && return 0
+		if [ -n "${4:-}" ] && ! kill -0 "$4" 2>/dev/null; then
+			return 1
+		fi
+		sleep 0.05
+	done
+	return 1
+}
+
+# --- PostgreSQL ------------------------------------------------------------
+
+free_port() {
+	local p
+	for p in $(seq $((54400 + RANDOM % 500)) 54999); do
+		(exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && continue
+		[ -e "/tmp/.s.PGSQL.$p" ] && continue
+		echo "$p"
+		return 0
+	done
+	return 1
+}
+
+# pg_start: a new cluster with initdb's defaults in $WORK/pgdata, listening
+# on 127.0.0.1:$PORT and a Unix socket in $SOCK.
+pg_start() {
+	PGDATA_DIR=$WORK/pgdata
+	SOCK=$WORK/sock
+	mkdir -p "$SOCK"
+	[ "$(id -u)" = 0 ] && chown postgres: "$SOCK" "$WORK"
+	as_pg "$PGBIN/initdb" -D "$PGDATA_DIR" -U postgres --auth=trust >"$WORK/initdb.log" 2>&1 ||
+		{ cat "$WORK/initdb.log" >&2; die "initdb failed"; }
+	PORT=$(free_port) || die "no free port"
+	as_pg "$PGBIN/pg_ctl" -D "$PGDATA_DIR" -l "$WORK/postgresql.log" -w -t 60 \
+		-o "-p $PORT -k $SOCK -c listen_addresses=127.0.0.1" start >/dev/null ||
+		{ tail -20 "$WORK/postgresql.log" >&2; die "PostgreSQL did not start"; }
+	PG_STARTED=1
+	export PGHOST=$SOCK PGPORT=$PORT PGUSER=postgres
+	unset PGDATABASE PGSERVICE PGPASSWORD PGOPTIONS
+}
+
+pg_stop() {
+	[ -n "${PG_STARTED:-}" ] || return 0
+	as_pg "$PGBIN/pg_ctl" -D "$PGDATA_DIR" -m fast -w -t 30 stop >/dev/null 2>&1 ||
+		as_pg "$PGBIN/pg_ctl" -D "$PGDATA_DIR" -m immediate -w stop >/dev/null 2>&1
+	PG_STARTED=
+}
+
+# q DB SQL: one value (or rows, |-separated) from psql.
+q() {
+	PGOPTIONS="-c client_min_messages=warning" psql -X -q -At -v ON_ERROR_STOP=1 -d "$1" -c "$2"
+}
+
+# commits DB: xact_commit of DB, read from another database so the reading
+# transaction is not counted.
+commits() {
+	q postgres "SET stats_fetch_consistency = none;
+		SELECT xact_commit FROM pg_stat_database WHERE datname = '$1'"
+}
+
+# commit_rate DB SECONDS: commits per second on DB over a window.
+commit_rate() {
+	local c0 c1 t0 t1
+	c0=$(commits "$1")
+	t0=$(date +%s%N)
+	sleep "$2"
+	c1=$(commits "$1")
+	t1=$(date +%s%N)
+	awk -v c="$((c1 - c0))" -v ns="$((t1 - t0))" 'BEGIN { printf "%.1f", c / (ns / 1e9) }'
+}
+
+# --- memory ----------------------------------------------------------------
+
+# rss_kb PID: VmRSS in kB (0 if gone).
+rss_kb() {
+	awk '/^VmRSS:/ { print $2; f = 1 } END { if (!f) print 0 }' "/proc/$1/status" 2>/dev/null || echo 0
+}
+
+# tree_mem PID: "count rss_kb pss_kb" over the descendants of PID.
+tree_mem() {
+	local p n=0 rss=0 pss=0 r s
+	for p in $(descendants "$1"); do
+		r=$(rss_kb "$p")
+		s=$(awk '/^Pss:/ { print $2 }' "/proc/$p/smaps_rollup" 2>/dev/null || echo 0)
+		n=$((n + 1))
+		rss=$((rss + r))
+		pss=$((pss + ${s:-0}))
+	done
+	echo "$n $rss $pss"
+}
+
+pss_kb() {
+	awk '/^Pss:/ { print $2; f = 1 } END { if (!f) print 0 }' "/proc/$1/smaps_rollup" 2>/dev/null || echo 0
+}
+
+# --- numbers and markdown --------------------------------------------------
+
+# ratio A B: A/B with two decimals, or - when either is missing or zero.
+ratio() {
+	awk -v a="$1" -v b="$2" 'BEGIN {
+		if (a == "" || b == "" || a == "-" || b == "-" || b + 0 == 0 || a + 0 == 0) print "-";
+		else printf "%.2f", a / b }'
+}
+
+# fmt_int N: 12345.6 -> 12,346 (thin grouping for tables)
+fmt_int() {
+	awk -v n="$1" 'BEGIN {
+		if (n == "" || n == "-") { print "-"; exit }
+		s = sprintf("%.0f", n); out = "";
+		neg = (substr(s, 1, 1) == "-"); if (neg) s = substr(s, 2);
+		while (length(s) > 3) { out = "," substr(s, length(s) - 2) out; s = substr(s, 1, length(s) - 3) }
+		print (neg ? "-" : "") s out }'
+}
+
+# json_get JSON KEY: a top-level number or string from one line of JSON.
+json_get() {
+	node -e 'const o = JSON.parse(process.argv[1]); const v = o[process.argv[2]];
+		console.log(v === undefined || v === null ? "-" : v)' "$1" "$2"
+}
+
+md() { printf '%s\n' "$*" >>"$OUT"; }
+
+# cmd_note TEXT: one line for the "Commands" section of the results.
+cmd_note() { printf '%s\n' "$*" >>"$WORK/commands.txt"; }

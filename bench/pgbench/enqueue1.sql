@@ -1,0 +1,2 @@
+-- One job inserted per transaction: what one synchronous commit costs here.
+INSERT INTO job (args) VALUES ('{}');
