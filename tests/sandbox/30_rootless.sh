@@ -25,7 +25,9 @@ EOT
 chmod 755 "$FX_TEST_DIR/probe" "$FX_TEST_DIR/probe/main"
 fx_deploy probe "$FX_TEST_DIR/probe"
 
-runuser -u "$user" -- $FX_WORKER_WRAPPER "$FX_BIN" worker --db "$FX_DB" \
+# The checkout may be unreadable to other users (a mode-700 clone): run a copy.
+install -m 755 "$FX_BIN" "$FX_TEST_DIR/rl/fx"
+runuser -u "$user" -- $FX_WORKER_WRAPPER "$FX_TEST_DIR/rl/fx" worker --db "$FX_DB" \
 	--cache "$FX_TEST_DIR/rl/cache" --poll-ms 200 >>"$FX_TEST_DIR/rootless.log" 2>&1 &
 FX_PIDS+=("$!")
 connected() { [ "$(q "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'fx-%'")" -ge 1 ]; }
