@@ -26,5 +26,6 @@ typedef struct FxTarget
 extern void fx_resolve(const char *ref, FxTarget *target);
 extern uint64 fx_deploy_count;	/* deploys by this backend */
 extern void fx_check_payload(Jsonb *args, const char *what);
+extern void fx_require_args(FunctionCallInfo fcinfo, const char *what);
 
 #endif							/* FX_EXT_H */

@@ -312,14 +312,7 @@ fx_call(PG_FUNCTION_ARGS)
 	int64		id;
 	FxOutcome	o = {0};
 
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("function name must not be null")));
-	if (PG_ARGISNULL(1))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("args must not be null")));
+	fx_require_args(fcinfo, "args");
 	fx_check_payload(PG_GETARG_JSONB_P(1), "args");
 	timeout_ms = PG_ARGISNULL(2) ? 30000 : interval_ms(PG_GETARG_INTERVAL_P(2), "timeout");
 

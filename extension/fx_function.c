@@ -492,24 +492,12 @@ deploy(FunctionCallInfo fcinfo, bytea *bundle)
 	return version;
 }
 
-static void
-require_args(FunctionCallInfo fcinfo, const char *what)
-{
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("function name must not be null")));
-	if (PG_ARGISNULL(1))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("%s must not be null", what)));
-}
 
 /* fx_deploy(name, bundle bytea, command, options) -> version */
 Datum
 fx_deploy_bundle(PG_FUNCTION_ARGS)
 {
-	require_args(fcinfo, "bundle");
+	fx_require_args(fcinfo, "bundle");
 	PG_RETURN_INT32(deploy(fcinfo, PG_GETARG_BYTEA_PP(1)));
 }
 
@@ -517,6 +505,6 @@ fx_deploy_bundle(PG_FUNCTION_ARGS)
 Datum
 fx_deploy_source(PG_FUNCTION_ARGS)
 {
-	require_args(fcinfo, "source");
+	fx_require_args(fcinfo, "source");
 	PG_RETURN_INT32(deploy(fcinfo, source_bundle(PG_GETARG_TEXT_PP(1))));
 }

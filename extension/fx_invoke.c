@@ -192,6 +192,22 @@ fx_resolve(const char *ref, FxTarget *target)
 	target->timeout_ms = get_int(0, 3);
 }
 
+/* The first two arguments (a function name, then what) must not be null. */
+void
+fx_require_args(FunctionCallInfo fcinfo, const char *what)
+{
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("function name must not be null")));
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be null", what),
+				 strcmp(what, "args") == 0 ?
+				 errhint("Pass '{}' or 'null'::jsonb for no arguments.") : 0));
+}
+
 void
 fx_check_payload(Jsonb *args, const char *what)
 {
@@ -292,15 +308,7 @@ fx_invoke(PG_FUNCTION_ARGS)
 	int64		id;
 	bool		hit;
 
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("function name must not be null")));
-	if (PG_ARGISNULL(1))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("args must not be null"),
-				 errhint("Pass '{}' or 'null'::jsonb for no arguments.")));
+	fx_require_args(fcinfo, "args");
 	ref = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	args = PG_GETARG_JSONB_P(1);
 	fx_check_payload(args, "args");
