@@ -169,6 +169,54 @@ commit_rate() {
 	awk -v c="$((c1 - c0))" -v ns="$((t1 - t0))" 'BEGIN { printf "%.1f", c / (ns / 1e9) }'
 }
 
+# --- other load on the machine -----------------------------------------------
+#
+# The machine may be shared: cpu_mark before a measured run and cpu_other
+# after it give OTHER, the percentage of all CPUs that processes other than
+# ours (this script's process tree and the PostgreSQL server's) used in
+# between.  Processes of ours that exit meanwhile are counted through their
+# parent's cutime/cstime once reaped.
+
+our_jiffies() {
+	local pm
+	pm=$(head -1 "$PGDATA_DIR/postmaster.pid" 2>/dev/null || echo 0)
+	ps -eo pid=,ppid= | awk -v a="$$" -v b="$pm" '
+		{ parent[$1] = $2; pid[NR] = $1 }
+		END {
+			for (i = 1; i <= NR; i++) {
+				q = pid[i]
+				for (n = 0; q > 1 && n < 100; n++) {
+					if (q == a || q == b) { print pid[i]; break }
+					q = parent[q]
+				}
+			}
+		}' | while read -r p; do
+		cat "/proc/$p/stat" 2>/dev/null || true
+	done | awk '{ sub(/^.*\) /, ""); t += $12 + $13 + $14 + $15 } END { print t + 0 }'
+}
+
+machine_jiffies() {
+	awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat
+}
+
+cpu_mark() {
+	MARK_OURS=$(our_jiffies)
+	MARK_BUSY=$(machine_jiffies)
+	MARK_NS=$(date +%s%N)
+}
+
+cpu_other() {
+	local busy ours ns
+	busy=$(machine_jiffies)
+	ours=$(our_jiffies)
+	ns=$(date +%s%N)
+	# shellcheck disable=SC2034	# read by run.sh
+	OTHER=$(awk -v b="$((busy - MARK_BUSY))" -v o="$((ours - MARK_OURS))" -v ns="$((ns - MARK_NS))" \
+		-v hz="$(getconf CLK_TCK)" -v n="$(nproc)" 'BEGIN {
+		cap = ns / 1e9 * hz * n; x = cap > 0 ? 100 * (b - o) / cap : 0;
+		printf "%.0f", (x < 0 ? 0 : x) }')
+}
+
 # --- memory ----------------------------------------------------------------
 
 # rss_kb PID: VmRSS in kB (0 if gone).

@@ -103,9 +103,22 @@ function mean(xs) {
   return xs.length ? xs.reduce((a, b) => a + Number(b), 0) / xs.length : null;
 }
 
-// The run with the most jobs per second among those matching f.
+// A run during which other processes used this share of the CPUs or more
+// (run.sh measures it, and runs it again) is not chosen while a clean run
+// of the same configuration exists.
+const OTHER_MAX = 20;
+const clean = (r) => !(r.other >= OTHER_MAX);
+
+// The run with the most jobs per second among those matching f, clean ones
+// first.
 function best(rs, f) {
-  return rs.filter(f).reduce((b, r) => (!b || r.r.per_s > b.r.per_s ? r : b), null);
+  const all = rs.filter(f);
+  const pool = all.some(clean) ? all.filter(clean) : all;
+  return pool.reduce((b, r) => (!b || r.r.per_s > b.r.per_s ? r : b), null);
+}
+
+function otherCell(r) {
+  return r.other === undefined ? '' : `${r.other}${r.other >= OTHER_MAX ? ' (not used)' : ''}`;
 }
 
 function render(m, rs, commands) {
@@ -232,9 +245,9 @@ function render(m, rs, commands) {
       `${dbosV ? `, and DBOS's best variant, ${dbosV}` : ''}):`);
     L.push('');
     L.push(table(['system', 'configuration', 'round', 'jobs/s', 'database jobs/s', 'enqueue s', 'drain after commit s',
-      'commits/job', 'WAL bytes/job', 'CPU busy before %'],
+      'commits/job', 'WAL bytes/job', 'CPU busy before %', 'other load %'],
     tp.map((r) => [NAMES[r.sys], r.cfg, r.round, int(r.r.per_s), int(r.db_per_s), num(r.r.enqueue_ms / 1000),
-      num(r.r.drain_ms / 1000), num(r.commits_per_job, 3), int(r.wal_per_job), r.busy])));
+      num(r.r.drain_ms / 1000), num(r.commits_per_job, 3), int(r.wal_per_job), r.busy, otherCell(r)])));
     L.push('');
   }
 
@@ -254,20 +267,20 @@ function render(m, rs, commands) {
     const fxCall = lat.find((r) => r.sys === 'fx' && r.what === 'call');
     const rows = [];
     if (fxCall)
-      rows.push(['`fx_call` round trip (warm)', 'fx', num(fxCall.r.p50), num(fxCall.r.p99), num(fxCall.r.mean), fxCall.r.n, '', '']);
+      rows.push(['`fx_call` round trip (warm)', 'fx', num(fxCall.r.p50), num(fxCall.r.p99), num(fxCall.r.mean), fxCall.r.n, '', '', otherCell(fxCall)]);
     if (fxStart) {
-      rows.push(['enqueue → start: `fx_invoke`', 'fx', num(fxStart.r.p50), num(fxStart.r.p99), num(fxStart.r.mean), fxStart.r.n, '', '']);
+      rows.push(['enqueue → start: `fx_invoke`', 'fx', num(fxStart.r.p50), num(fxStart.r.p99), num(fxStart.r.mean), fxStart.r.n, '', '', otherCell(fxStart)]);
       if (fxStart.r.claim)
         rows.push(['　(of which: enqueue transaction start → claimed, database clock)', 'fx', num(fxStart.r.claim.p50),
-          num(fxStart.r.claim.p99), num(fxStart.r.claim.mean), fxStart.r.claim.n, '', '']);
+          num(fxStart.r.claim.p99), num(fxStart.r.claim.mean), fxStart.r.claim.n, '', '', '']);
     }
     for (const r of lat.filter((x) => x.sys !== 'fx')) {
       const what = r.sys === 'graphile' ? 'enqueue → start: SQL `graphile_worker.add_job`' :
         `enqueue → start: SQL \`dbos.enqueue_workflow\` (${r.variant})`;
       rows.push([what, NAMES[r.sys], num(r.r.p50), num(r.r.p99), num(r.r.mean), r.r.n,
-        fxStart ? ratio(r.r.p50, fxStart.r.p50) : '-', fxStart ? ratio(r.r.p99, fxStart.r.p99) : '-']);
+        fxStart ? ratio(r.r.p50, fxStart.r.p50) : '-', fxStart ? ratio(r.r.p99, fxStart.r.p99) : '-', otherCell(r)]);
     }
-    L.push(table(['measure', 'system', 'p50 ms', 'p99 ms', 'mean ms', 'n', 'peer/fx p50', 'peer/fx p99'], rows));
+    L.push(table(['measure', 'system', 'p50 ms', 'p99 ms', 'mean ms', 'n', 'peer/fx p50', 'peer/fx p99', 'other load %'], rows));
     L.push('');
   }
 
@@ -377,6 +390,17 @@ function render(m, rs, commands) {
     L.push('');
   }
 
+  const later = rs.filter((r) => r.s === 'scaling' || r.s === 'snapshot');
+  if (later.length) {
+    L.push('Every run of scenarios 5 and 6:');
+    L.push('');
+    L.push(table(['scenario', 'system', 'workers', 'round', 'jobs/s', 'database jobs/s', 'commits/job', 'WAL bytes/job',
+      'CPU busy before %', 'other load %'],
+    later.map((r) => [r.s, NAMES[r.sys], r.workers, r.round, int(r.r.per_s), int(r.db_per_s), num(r.commits_per_job, 3),
+      int(r.wal_per_job), r.busy, otherCell(r)])));
+    L.push('');
+  }
+
   L.push('## Notes');
   L.push('');
   L.push('- fx runs its no-op (`bench/noop/noop.c`, C with `include/fx.h`) as a session function in its sandboxes ' +
@@ -393,7 +417,9 @@ function render(m, rs, commands) {
     'processes contend rather than add up.');
   L.push('- Before every measured run the script waits (a bounded time) until less than 25% of the CPUs are busy: ' +
     'autovacuum after a run, and the kernel tearing down namespaces of stopped sandboxes, take a few seconds. ' +
-    'The reading is in the "CPU busy before" column.');
+    'The reading is in the "CPU busy before" column. "other load" is the share of all CPUs that processes other ' +
+    'than the benchmark\'s own (its process tree and the PostgreSQL server\'s) used during a measurement; a run with ' +
+    `${OTHER_MAX}% or more is run again (twice at most) and not used while a cleaner run of the same configuration exists.`);
   L.push('');
   L.push('## Commands');
   L.push('');
