@@ -57,7 +57,6 @@ fi
 : "${PEERS:=graphile dbos}" "${SCENARIOS:=ceiling throughput latency cold idle scaling snapshot}"
 QUIET_LEFT=$QUIET_BUDGET
 
-want() { [[ " $SCENARIOS " == *" $1 "* ]]; }
 peer() { [[ " $PEERS " == *" $1 "* ]]; }
 
 # --- preflight -----------------------------------------------------------

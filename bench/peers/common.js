@@ -8,7 +8,6 @@
 'use strict';
 
 const { performance } = require('node:perf_hooks');
-const pg = require('pg');
 
 // The wall clock in microseconds, read through the monotonic clock so that
 // two readings in one process are never out of order.
@@ -29,6 +28,7 @@ function gap(meanMs) {
 }
 
 async function connect(database, applicationName) {
+  const pg = require('pg');	// loaded here: report.js rerender runs without node_modules
   const client = new pg.Client({ database, application_name: applicationName || 'fx-bench' });
   await client.connect();
   return client;

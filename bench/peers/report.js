@@ -3,6 +3,8 @@
 //
 //   node report.js meta --key value ...            JSON: machine, versions, knobs
 //   node report.js render META RESULTS.jsonl COMMANDS   markdown on stdout
+//   node report.js rerender RESULTS.md             the same again from a written
+//                                                  file (its commands and raw data)
 //
 // RESULTS.jsonl holds one JSON object per measurement, written by run.sh
 // (fields: s = scenario, sys = fx | graphile | dbos | pgbench, and the
@@ -419,7 +421,12 @@ function render(m, rs, commands) {
     'autovacuum after a run, and the kernel tearing down namespaces of stopped sandboxes, take a few seconds. ' +
     'The reading is in the "CPU busy before" column. "other load" is the share of all CPUs that processes other ' +
     'than the benchmark\'s own (its process tree and the PostgreSQL server\'s) used during a measurement; a run with ' +
-    `${OTHER_MAX}% or more is run again (twice at most) and not used while a cleaner run of the same configuration exists.`);
+    `${OTHER_MAX}% or more is run again (twice at most) and not used while a cleaner run of the same configuration exists. ` +
+    'Kernel threads count as other load, and some of their work (namespaces and cgroups) is done for fx\'s sandboxes.');
+  L.push('- All workers share the same two CPUs with PostgreSQL and the client, so "scaling" shows what more ' +
+    'processes cost or gain on one machine, not across machines.');
+  L.push('- DBOS\'s runs of one configuration can differ by 3× (about 2,500 or 700 workflows/s here, the slow ones ' +
+    'with more commits per workflow); the tables take the best of the rounds.');
   L.push('');
   L.push('## Commands');
   L.push('');
@@ -436,6 +443,7 @@ function render(m, rs, commands) {
   L.push('<details><summary>Raw measurements (one JSON object per run)</summary>');
   L.push('');
   L.push('```');
+  L.push(JSON.stringify({ s: 'meta', ...m }));
   for (const r of rs) L.push(JSON.stringify(r));
   L.push('```');
   L.push('');
@@ -457,8 +465,17 @@ async function main() {
     const rs = fs.readFileSync(a._[2], 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l));
     const commands = fs.readFileSync(a._[3], 'utf8');
     process.stdout.write(render(m, rs, commands));
+  } else if (a._[0] === 'rerender') {
+    const md = fs.readFileSync(a._[1], 'utf8');
+    const block = (after) => {
+      const start = md.indexOf('```\n', md.indexOf(after)) + 4;
+      return md.slice(start, md.indexOf('\n```', start));
+    };
+    const lines = block('<summary>Raw measurements').split('\n').filter(Boolean).map((l) => JSON.parse(l));
+    const { s: _, ...m } = lines.find((r) => r.s === 'meta');
+    process.stdout.write(render(m, lines.filter((r) => r.s !== 'meta'), block('## Commands')));
   } else {
-    throw new Error('usage: node report.js meta ... | render META RESULTS COMMANDS');
+    throw new Error('usage: node report.js meta ... | render META RESULTS COMMANDS | rerender RESULTS.md');
   }
 }
 
