@@ -31,6 +31,7 @@ static SPIPlanPtr by_version_plan = NULL;
 static SPIPlanPtr by_alias_plan = NULL;
 static SPIPlanPtr exists_plan = NULL;
 static SPIPlanPtr insert_plan = NULL;
+static SPIPlanPtr insert_idem_plan = NULL;
 static SPIPlanPtr idem_plan = NULL;
 
 static SPIPlanPtr
@@ -233,6 +234,14 @@ choose_bucket(const char *fn, text *key)
 													 Int64GetDatum(0))) & 4095);
 }
 
+#define INSERT_SQL \
+	"INSERT INTO fx.invocation (bucket, fn, version, key, queue," \
+	" idempotency_key, args, priority, not_before, max_attempts, waiter)" \
+	" VALUES ($1, $2, $3, $4, $5, $6, $7, $8," \
+	" now() + coalesce($9, interval '0'), $10," \
+	" CASE WHEN current_setting('fx.sync_waiter')::bool" \
+	" THEN pg_backend_pid() END)"
+
 static int64
 insert_invocation(FxTarget *t, int bucket, Jsonb *args, Datum *opt, bool *optnull,
 				  int32 priority)
@@ -260,18 +269,17 @@ insert_invocation(FxTarget *t, int bucket, Jsonb *args, Datum *opt, bool *optnul
 	nulls[8] = optnull[3] ? 'n' : ' ';
 	values[9] = Int32GetDatum(fx_sync_waiter ? 1 : t->retries + 1);
 
-	ret = SPI_execute_plan(keep_plan(&insert_plan,
-									 "INSERT INTO fx.invocation (bucket, fn, version, key, queue,"
-									 " idempotency_key, args, priority, not_before, max_attempts, waiter)"
-									 " VALUES ($1, $2, $3, $4, $5, $6, $7, $8,"
-									 " now() + coalesce($9, interval '0'), $10,"
-									 " CASE WHEN current_setting('fx.sync_waiter')::bool"
-									 " THEN pg_backend_pid() END)"
-									 " ON CONFLICT (fn, idempotency_key)"
-									 " WHERE idempotency_key IS NOT NULL DO NOTHING"
-									 " RETURNING id",
-									 10, types),
-						   values, nulls, false, 1);
+	/* Without an idempotency key there is no conflict to look for. */
+	if (optnull[2])
+		ret = SPI_execute_plan(keep_plan(&insert_plan, INSERT_SQL " RETURNING id", 10, types),
+							   values, nulls, false, 1);
+	else
+		ret = SPI_execute_plan(keep_plan(&insert_idem_plan,
+										 INSERT_SQL " ON CONFLICT (fn, idempotency_key)"
+										 " WHERE idempotency_key IS NOT NULL DO NOTHING"
+										 " RETURNING id",
+										 10, types),
+							   values, nulls, false, 1);
 	if (ret != SPI_OK_INSERT_RETURNING)
 		elog(ERROR, "enqueue failed: %s", SPI_result_code_string(ret));
 	if (SPI_processed == 1)

@@ -66,7 +66,7 @@ CREATE TABLE fx.alias (
 
 CREATE TABLE fx.invocation (
 	id				bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-	bucket			int NOT NULL CHECK (bucket BETWEEN 0 AND 4095),
+	bucket			int NOT NULL,		/* 0..4095: fx.bucket() or random */
 	fn				text NOT NULL,
 	version			int NOT NULL,
 	key				text,
@@ -77,7 +77,7 @@ CREATE TABLE fx.invocation (
 	priority		int NOT NULL DEFAULT 0,
 	not_before		timestamptz NOT NULL DEFAULT now(),
 	attempts		int NOT NULL DEFAULT 0,	/* claims so far */
-	max_attempts	int NOT NULL CHECK (max_attempts >= 1),
+	max_attempts	int NOT NULL,		/* 1 + the version's retries */
 	lost			int NOT NULL DEFAULT 0,	/* attempts lost with their worker */
 	lease_owner		text,
 	lease_epoch		int NOT NULL DEFAULT 0,
@@ -94,8 +94,15 @@ CREATE TABLE fx.invocation (
 	wall_ms			double precision,
 	cpu_ms			double precision,
 	max_rss_kb		bigint,
-	start_kind		text CHECK (start_kind IN ('cold', 'prewarmed', 'warm')),
-	FOREIGN KEY (fn, version) REFERENCES fx.version (fn, version)
+	start_kind		text			/* cold, prewarmed or warm */
+	/*
+	 * (fn, version) names a row of fx.version, which fx_invoke resolved in
+	 * the same statement; versions are immutable and never deleted.  No
+	 * foreign key: its per-row trigger and row lock on fx.version would cost
+	 * more than the rest of an enqueue.  For the same reason the columns
+	 * that only fx's own code sets carry no CHECK constraints: every
+	 * INSERT would parse them again.
+	 */
 );
 
 /* The hot path: only queued rows are indexed for claiming. */
