@@ -18,8 +18,19 @@ int			fx_max_payload_size = 6 * 1024 * 1024;
 int			fx_max_bundle_size = 64 * 1024 * 1024;
 char	   *fx_loopback_conninfo = NULL;
 bool		fx_sync_waiter = false;
+int			fx_max_state_size = 1024 * 1024;
 
 void		_PG_init(void);
+
+PG_FUNCTION_INFO_V1(fx_max_state_size_fn);
+
+/* fx.max_state_size(): the limit, in bytes, for workers to check against. */
+Datum
+fx_max_state_size_fn(PG_FUNCTION_ARGS)
+{
+	(void) fcinfo;
+	PG_RETURN_INT32(fx_max_state_size);
+}
 
 void
 _PG_init(void)
@@ -37,6 +48,14 @@ _PG_init(void)
 							NULL,
 							&fx_max_bundle_size,
 							64 * 1024 * 1024, 1024, MaxAllocSize,
+							PGC_SUSET, GUC_UNIT_BYTE,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("fx.max_state_size",
+							"Largest per-key state value (as JSON text) a function may set.",
+							NULL,
+							&fx_max_state_size,
+							1024 * 1024, 16, MaxAllocSize,
 							PGC_SUSET, GUC_UNIT_BYTE,
 							NULL, NULL, NULL);
 

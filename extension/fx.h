@@ -13,6 +13,7 @@ extern int	fx_max_payload_size;	/* bytes of args JSON */
 extern int	fx_max_bundle_size;		/* bytes of a code bundle */
 extern char *fx_loopback_conninfo;	/* how fx_call reaches this server */
 extern bool fx_sync_waiter;			/* internal: set on fx_call's own session */
+extern int	fx_max_state_size;
 
 /* A resolved function version (fx_invoke.c). */
 typedef struct FxTarget

@@ -17,6 +17,7 @@
 #include <archive.h>
 #include <archive_entry.h>
 
+#include "catalog/pg_authid.h"
 #include "catalog/pg_type.h"
 #include "common/cryptohash.h"
 #include "common/sha2.h"
@@ -29,6 +30,7 @@
 #include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
+#include "utils/syscache.h"
 
 #include "fx.h"
 
@@ -48,9 +50,10 @@ typedef struct FxOptions
 	bool		net;
 	bool		image;			/* the bundle is a container image */
 	char	   *env_json;		/* normalised JSON object */
+	char	   *role;			/* the role its sql runs as, or NULL */
 } FxOptions;
 
-#define FX_OPTION_NAMES "mode, memory_mb, timeout_ms, retries, cpu, pids, tmp_mb, net, image, env"
+#define FX_OPTION_NAMES "mode, memory_mb, timeout_ms, retries, cpu, pids, tmp_mb, net, image, env, role"
 
 static void
 check_name(const char *name)
@@ -168,6 +171,44 @@ option_env(FxOptions *o, JsonbValue *v)
 	o->env_json = buf.data;
 }
 
+/*
+ * The role a function's sql runs as: the worker logs in as it, so it must
+ * exist, be able to log in, and not be a superuser.
+ */
+static void
+option_role(FxOptions *o, JsonbValue *v)
+{
+	HeapTuple	tup;
+	Form_pg_authid role;
+	char	   *name;
+
+	if (v->type != jbvString || v->val.string.len == 0)
+		option_error("role", "The value must be the name of a role.");
+	name = pnstrdup(v->val.string.val, v->val.string.len);
+	tup = SearchSysCache1(AUTHNAME, CStringGetDatum(name));
+	if (!HeapTupleIsValid(tup))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("role \"%s\" does not exist", name),
+				 errhint("Create it first: CREATE ROLE %s LOGIN, and grant it what the function's sql needs.",
+						 quote_identifier(name))));
+	role = (Form_pg_authid) GETSTRUCT(tup);
+	if (role->rolsuper)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("role \"%s\" is a superuser", name),
+				 errdetail("A function's sql never runs as a superuser."),
+				 errhint("Create a role of its own for the function: CREATE ROLE fn_%s LOGIN.", name)));
+	if (!role->rolcanlogin)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("role \"%s\" cannot log in", name),
+				 errdetail("The worker runs the function's sql in a session of that role."),
+				 errhint("ALTER ROLE %s LOGIN", quote_identifier(name))));
+	ReleaseSysCache(tup);
+	o->role = name;
+}
+
 static void
 parse_option(FxOptions *o, const char *key, JsonbValue *v)
 {
@@ -218,6 +259,8 @@ parse_option(FxOptions *o, const char *key, JsonbValue *v)
 	}
 	else if (strcmp(key, "env") == 0)
 		option_env(o, v);
+	else if (strcmp(key, "role") == 0)
+		option_role(o, v);
 	else
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -243,6 +286,7 @@ parse_options(FxOptions *o, Jsonb *options)
 	o->net = false;
 	o->image = false;
 	o->env_json = "{}";
+	o->role = NULL;
 	if (options == NULL)
 		return;
 	if (!JB_ROOT_IS_OBJECT(options) || JB_ROOT_IS_SCALAR(options))
@@ -266,12 +310,20 @@ parse_options(FxOptions *o, Jsonb *options)
 static char *
 options_json(FxOptions *o)
 {
+	StringInfoData role;
+
+	initStringInfo(&role);
+	if (o->role)
+	{
+		appendStringInfoString(&role, ", \"role\": ");
+		escape_json(&role, o->role);
+	}
 	return psprintf("{\"mode\": \"%s\", \"memory_mb\": %d, \"timeout_ms\": %d,"
 					" \"retries\": %d, \"cpu\": %g, \"pids\": %d, \"tmp_mb\": %d,"
-					" \"net\": %s, \"image\": %s, \"env\": %s}",
+					" \"net\": %s, \"image\": %s, \"env\": %s%s}",
 					o->mode, o->memory_mb, o->timeout_ms, o->retries, o->cpu,
 					o->pids, o->tmp_mb, o->net ? "true" : "false",
-					o->image ? "true" : "false", o->env_json);
+					o->image ? "true" : "false", o->env_json, role.data);
 }
 
 static void

@@ -81,6 +81,7 @@ CREATE TABLE fx.invocation (
 	lost			int NOT NULL DEFAULT 0,	/* attempts lost with their worker */
 	lease_owner		text,
 	lease_epoch		int NOT NULL DEFAULT 0,
+	lease_token		uuid,			/* secret of the current lease (fx.finish_tx) */
 	lease_pid		int,
 	lease_expiry	timestamptz,
 	waiter			int,			/* backend pid of a waiting fx_call */
@@ -117,6 +118,21 @@ CREATE INDEX invocation_key ON fx.invocation (fn, key, id)
 CREATE UNIQUE INDEX invocation_idempotency ON fx.invocation (fn, idempotency_key)
 	WHERE idempotency_key IS NOT NULL;
 CREATE INDEX invocation_fn ON fx.invocation (fn, id);
+
+/*
+ * Per-key state of keyed functions: one JSON value per (fn, key), written
+ * only by the completion of an invocation of that key (its single writer),
+ * in the same transaction.
+ */
+CREATE TABLE fx.state (
+	fn				text NOT NULL,
+	key				text NOT NULL,
+	bucket			int NOT NULL,	/* fx.bucket(fn, key), as its invocations */
+	value			jsonb NOT NULL,
+	invocation_id	bigint NOT NULL,	/* the invocation that wrote it last */
+	updated_at		timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (fn, key)
+);
 
 CREATE TABLE fx.log (
 	invocation_id	bigint NOT NULL,
@@ -212,7 +228,8 @@ BEGIN
 	END IF;
 	UPDATE fx.invocation i
 	   SET status = 'cancelled', finished_at = now(),
-		   error = 'cancelled', lease_owner = NULL, lease_pid = NULL
+		   error = 'cancelled', lease_owner = NULL, lease_pid = NULL,
+		   lease_token = NULL
 	 WHERE i.id = fx_cancel.id;
 	IF s = 'running' THEN
 		/* The worker running it kills the attempt when this commits. */
@@ -304,7 +321,7 @@ CREATE FUNCTION fx.claim(owner text, n int, lease_slack interval DEFAULT '30s')
 RETURNS TABLE (id bigint, epoch int, fn text, version int, args jsonb,
 			   key text, attempt int, idempotency_key text, hash text,
 			   command text[], mode text, memory_mb int, timeout_ms int,
-			   options jsonb)
+			   options jsonb, token uuid)
 LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -322,6 +339,7 @@ AS $$
 		UPDATE fx.invocation i
 		   SET status = 'running', attempts = i.attempts + 1,
 			   lease_owner = owner, lease_epoch = i.lease_epoch + 1,
+			   lease_token = CASE WHEN v.options ? 'role' THEN gen_random_uuid() END,
 			   lease_pid = pg_backend_pid(), worker = owner,
 			   started_at = now(), error = NULL, error_detail = NULL,
 			   lease_expiry = now() + lease_slack + v.timeout_ms * interval '1 ms'
@@ -329,11 +347,11 @@ AS $$
 		 WHERE i.id = picked.id AND v.fn = i.fn AND v.version = i.version
 		RETURNING i.id, i.lease_epoch, i.fn, i.version, i.args, i.key, i.attempts,
 				  i.idempotency_key, i.priority, v.hash, v.command, v.mode,
-				  v.memory_mb, v.timeout_ms, v.options
+				  v.memory_mb, v.timeout_ms, v.options, i.lease_token
 	)
 	SELECT c.id, c.lease_epoch, c.fn, c.version, c.args, c.key, c.attempts,
 		   coalesce(c.idempotency_key, 'fx-' || c.id), c.hash, c.command,
-		   c.mode, c.memory_mb, c.timeout_ms, c.options
+		   c.mode, c.memory_mb, c.timeout_ms, c.options, c.lease_token
 	  FROM claimed c
 	 ORDER BY c.priority DESC, c.id
 $$;
@@ -350,7 +368,10 @@ $$;
  * Finish attempts, fenced by (owner, epoch).  items is a JSON array of
  *   {"id", "epoch", "ok": bool, "result", "error", "detail",
  *    "retryable": bool, "wall_ms", "cpu_ms", "max_rss_kb", "start",
- *    "logs": [[at_epoch_ms, stream, line], ...]}
+ *    "logs": [[at_epoch_ms, stream, line], ...],
+ *    "state_op": "set" | "delete", "state": value}
+ * A succeeded keyed invocation's state_op is applied to fx.state in the
+ * same statement; a failed one's is dropped.
  * A failed attempt is retried with exponential backoff while attempts
  * remain (lost attempts do not count), else it ends 'dead'.  It ends
  * 'failed' at once when no retry is allowed: the function said its error is
@@ -366,7 +387,8 @@ AS $$
 		SELECT * FROM jsonb_to_recordset(items) AS x(
 			id bigint, epoch int, ok boolean, result jsonb, error text,
 			detail text, retryable boolean, wall_ms double precision,
-			cpu_ms double precision, max_rss_kb bigint, start text, logs jsonb)
+			cpu_ms double precision, max_rss_kb bigint, start text, logs jsonb,
+			state_op text, state jsonb)
 	), done AS (
 		UPDATE fx.invocation i
 		   SET status = CASE
@@ -386,11 +408,27 @@ AS $$
 						 OR i.attempts - i.lost >= i.max_attempts THEN now() END,
 			   wall_ms = it.wall_ms, cpu_ms = it.cpu_ms,
 			   max_rss_kb = it.max_rss_kb, start_kind = it.start,
-			   lease_owner = NULL, lease_pid = NULL, lease_expiry = NULL
+			   lease_owner = NULL, lease_pid = NULL, lease_expiry = NULL,
+			   lease_token = NULL
 		  FROM it
 		 WHERE i.id = it.id AND i.lease_owner = owner
 		   AND i.lease_epoch = it.epoch AND i.status = 'running'
-		RETURNING i.id, i.lease_epoch, i.attempts, i.status, i.waiter
+		RETURNING i.id, i.lease_epoch, i.attempts, i.status, i.waiter,
+				  i.fn, i.key, i.bucket, it.state_op, it.state
+	), stated AS (
+		INSERT INTO fx.state AS s (fn, key, bucket, value, invocation_id)
+		SELECT d.fn, d.key, d.bucket, d.state, d.id FROM done d
+		 WHERE d.status = 'succeeded' AND d.key IS NOT NULL
+		   AND d.state_op = 'set' AND d.state IS NOT NULL
+		ON CONFLICT (fn, key) DO UPDATE
+		   SET value = EXCLUDED.value, invocation_id = EXCLUDED.invocation_id,
+			   updated_at = now()
+		RETURNING 1
+	), unstated AS (
+		DELETE FROM fx.state s USING done d
+		 WHERE d.status = 'succeeded' AND d.state_op = 'delete'
+		   AND s.fn = d.fn AND s.key = d.key
+		RETURNING 1
 	), logged AS (
 		INSERT INTO fx.log (invocation_id, attempt, seq, stream, at, line)
 		SELECT d.id, d.attempts, l.ord::int, l.e->>1,
@@ -411,11 +449,12 @@ $$;
  * One round trip of a busy worker: finish what it has finished, then claim
  * up to n more, in one transaction (one commit for both).
  */
-CREATE FUNCTION fx.cycle(owner text, items jsonb, n int, backoff_ms int DEFAULT 1000)
+CREATE FUNCTION fx.cycle(owner text, items jsonb, n int, backoff_ms int DEFAULT 1000,
+						 lease_slack_ms int DEFAULT 30000)
 RETURNS TABLE (id bigint, epoch int, fn text, version int, args jsonb,
 			   key text, attempt int, idempotency_key text, hash text,
 			   command text[], mode text, memory_mb int, timeout_ms int,
-			   options jsonb)
+			   options jsonb, token uuid)
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -424,7 +463,7 @@ BEGIN
 		PERFORM count(*) FROM fx.finish(owner, items, backoff_ms);
 	END IF;
 	IF n > 0 THEN
-		RETURN QUERY SELECT * FROM fx.claim(owner, n);
+		RETURN QUERY SELECT * FROM fx.claim(owner, n, lease_slack_ms * interval '1 ms');
 	END IF;
 END
 $$;
@@ -442,7 +481,8 @@ AS $$
 	rel AS (
 		UPDATE fx.invocation i
 		   SET status = 'queued', attempts = i.attempts - 1,
-			   lease_owner = NULL, lease_pid = NULL, lease_expiry = NULL
+			   lease_owner = NULL, lease_pid = NULL, lease_expiry = NULL,
+			   lease_token = NULL
 		  FROM it
 		 WHERE i.id = it.id AND i.lease_owner = owner
 		   AND i.lease_epoch = it.epoch AND i.status = 'running'
@@ -490,7 +530,8 @@ AS $$
 			   lost = i.lost + 1,
 			   error = 'worker lost during attempt ' || i.attempts,
 			   finished_at = CASE WHEN i.lost >= 2 THEN now() END,
-			   lease_owner = NULL, lease_pid = NULL, lease_expiry = NULL
+			   lease_owner = NULL, lease_pid = NULL, lease_expiry = NULL,
+			   lease_token = NULL
 		  FROM lost WHERE i.id = lost.id
 		RETURNING i.id, i.status, i.waiter
 	)
@@ -507,3 +548,62 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 	SELECT min(q.not_before) FROM fx.invocation q WHERE q.status = 'queued'
 $$;
+
+/*
+ * Finish one attempt inside the invocation's own transaction: the one its
+ * function's sql ran in, in a session of the function's role.  Fenced like
+ * fx.finish and also by the lease's secret token, which only the worker
+ * holding the lease knows, so a function cannot finish another
+ * invocation.  Returns whether the completion was accepted; the worker
+ * commits only if it was, so a stale worker commits none of the
+ * function's writes.
+ */
+CREATE FUNCTION fx.finish_tx(owner text, token uuid, item jsonb,
+							 backoff_ms int DEFAULT 1000)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM 1 FROM fx.invocation i
+	 WHERE i.id = (item->>'id')::bigint AND i.lease_token = token
+	   AND i.lease_owner = owner AND i.status = 'running'
+	   FOR UPDATE;
+	IF NOT FOUND THEN
+		RETURN false;
+	END IF;
+	RETURN EXISTS (SELECT 1 FROM fx.finish(owner, jsonb_build_array(item), backoff_ms));
+END
+$$;
+
+/* The limit on a state value, read by workers (fx.max_state_size). */
+CREATE FUNCTION fx.max_state_size() RETURNS int
+AS 'MODULE_PATHNAME', 'fx_max_state_size_fn'
+LANGUAGE C STABLE;
+
+/* The committed state of (fn, key); NULL when it has none. */
+CREATE FUNCTION fx_state(fn text, key text) RETURNS jsonb
+LANGUAGE plpgsql STABLE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	v jsonb;
+BEGIN
+	SELECT s.value INTO v FROM fx.state s WHERE s.fn = fx_state.fn AND s.key = fx_state.key;
+	IF NOT FOUND AND NOT EXISTS (SELECT 1 FROM fx.function f WHERE f.name = fx_state.fn) THEN
+		RAISE EXCEPTION 'function "%" is not deployed', fn
+			USING ERRCODE = 'undefined_object';
+	END IF;
+	RETURN v;
+END
+$$;
+
+/*
+ * Privileges.  Workers and administrators use the functions of schema fx;
+ * a function's role only ever calls fx.finish_tx (fenced by the lease
+ * token) from inside its invocation's transaction.
+ */
+GRANT USAGE ON SCHEMA fx TO PUBLIC;
+REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA fx FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION fx.finish_tx(text, uuid, jsonb, int) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION fx.bucket(text, text) TO PUBLIC;

@@ -28,6 +28,7 @@ fx_db_init(fx_db *db, uv_loop_t *loop, const char *conninfo, const char *appname
 	db->state = FX_DB_DOWN;
 	db->backoff_ms = BACKOFF_MIN_MS;
 	db->poll_fd = -1;
+	db->reconnect = true;
 	uv_timer_init(loop, &db->retry);
 	db->retry.data = db;
 }
@@ -115,8 +116,11 @@ lost(fx_db *db, const char *why)
 	drop_poll(db);
 	if (db->conn)
 	{
-		fx_warn("database connection lost: %s; reconnecting in %u ms", why,
-				db->backoff_ms);
+		if (db->reconnect)
+			fx_warn("database connection lost: %s; reconnecting in %u ms", why,
+					db->backoff_ms);
+		else
+			fx_warn("database connection lost: %s", why);
 		PQfinish(db->conn);
 		db->conn = NULL;
 	}
@@ -125,7 +129,7 @@ lost(fx_db *db, const char *why)
 	fail_queries(db);
 	if (db->on_lost)
 		db->on_lost(db);
-	if (db->state == FX_DB_DOWN)
+	if (db->state == FX_DB_DOWN && db->reconnect)
 	{
 		uv_timer_start(&db->retry, retry_cb, db->backoff_ms, 0);
 		db->backoff_ms = db->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : db->backoff_ms * 2;
@@ -135,8 +139,8 @@ lost(fx_db *db, const char *why)
 void
 fx_db_start(fx_db *db)
 {
-	const char *keys[] = {"dbname", "application_name", "connect_timeout", NULL};
-	const char *vals[] = {db->conninfo, db->appname, "10", NULL};
+	const char *keys[] = {"dbname", "application_name", "connect_timeout", "user", NULL};
+	const char *vals[] = {db->conninfo, db->appname, "10", db->user, NULL};
 
 	if (db->state != FX_DB_DOWN)
 		return;
@@ -174,7 +178,8 @@ connecting(fx_db *db)
 			db->state = FX_DB_READY;
 			db->backoff_ms = BACKOFF_MIN_MS;
 			watch(db, UV_READABLE);
-			fx_info("connected to the database (backend pid %d)", PQbackendPID(db->conn));
+			if (db->reconnect)
+				fx_info("connected to the database (backend pid %d)", PQbackendPID(db->conn));
 			if (db->on_ready)
 				db->on_ready(db);
 			db->ready_done = true;
@@ -291,7 +296,8 @@ pump(fx_db *db)
 
 	if (db->state != FX_DB_READY || !db->ready_done || db->sent || q == NULL)
 		return;
-	if (!PQsendQueryParams(db->conn, q->sql, q->nparams, NULL,
+	if (q->nparams < 0 ? !PQsendQuery(db->conn, q->sql) :
+		!PQsendQueryParams(db->conn, q->sql, q->nparams, NULL,
 						   (const char *const *) q->params, NULL, NULL, q->binary))
 	{
 		char	   *msg = fx_xstrdup(PQerrorMessage(db->conn));
@@ -319,7 +325,7 @@ enqueue(fx_db *db, const char *sql, int nparams, const char *const *params,
 
 	q->sql = fx_xstrdup(sql);
 	q->nparams = nparams;
-	q->params = fx_xcalloc(nparams, sizeof(char *));
+	q->params = fx_xcalloc(nparams > 0 ? nparams : 1, sizeof(char *));
 	for (int i = 0; i < nparams; i++)
 		q->params[i] = params[i] ? fx_xstrdup(params[i]) : NULL;
 	q->binary = binary;
@@ -353,6 +359,12 @@ fx_db_query_binary(fx_db *db, const char *sql, int nparams,
 	enqueue(db, sql, nparams, params, 1, cb, arg);
 }
 
+void
+fx_db_query_simple(fx_db *db, const char *sql, fx_db_cb cb, void *arg)
+{
+	enqueue(db, sql, -1, NULL, 0, cb, arg);
+}
+
 bool
 fx_db_idle(fx_db *db)
 {
@@ -366,6 +378,7 @@ retry_closed(uv_handle_t *h)
 
 	free(db->conninfo);
 	free(db->appname);
+	free(db->user);
 	if (db->on_closed)
 		db->on_closed(db);
 }

@@ -24,7 +24,7 @@ typedef void (*fx_db_cb) (fx_db *db, PGresult *res, void *arg);
 typedef struct fx_db_query
 {
 	char	   *sql;
-	int			nparams;
+	int			nparams;		/* -1: simple protocol */
 	char	  **params;
 	int			binary;			/* ask for the result in binary format */
 	fx_db_cb	cb;
@@ -45,6 +45,8 @@ struct fx_db
 	uv_loop_t  *loop;
 	char	   *conninfo;
 	char	   *appname;
+	char	   *user;			/* log in as this role (NULL: the conninfo's) */
+	bool		reconnect;		/* after a loss (default); else stay DOWN */
 	PGconn	   *conn;
 	uv_poll_t  *poll;			/* on PQsocket(conn); replaced per connection */
 	int			poll_fd;
@@ -70,6 +72,8 @@ void		fx_db_query_params(fx_db *db, const char *sql, int nparams,
 							   const char *const *params, fx_db_cb cb, void *arg);
 void		fx_db_query_binary(fx_db *db, const char *sql, int nparams,
 							   const char *const *params, fx_db_cb cb, void *arg);
+/* A simple-protocol query: several statements, no parameters. */
+void		fx_db_query_simple(fx_db *db, const char *sql, fx_db_cb cb, void *arg);
 bool		fx_db_idle(fx_db *db);
 void		fx_db_close(fx_db *db);
 

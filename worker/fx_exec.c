@@ -343,6 +343,8 @@ fx_inv_free(fx_inv *inv)
 	free(inv->error);
 	free(inv->detail);
 	cJSON_Delete(inv->logs);
+	free(inv->token);
+	cJSON_Delete(inv->state);
 	free(inv);
 }
 
@@ -609,6 +611,33 @@ session_reply(fx_session *s, cJSON *msg)
 	session_done(s);
 }
 
+void
+fx_exec_reply(fx_inv *inv, const cJSON *seq, cJSON *value, const char *error,
+			  const char *code)
+{
+	fx_session *s = inv->sess;
+	cJSON	   *reply;
+
+	if (s == NULL || s->inv != inv || s->state != SESSION_BUSY)
+	{
+		cJSON_Delete(value);	/* the attempt is over: nobody to tell */
+		return;
+	}
+	reply = cJSON_CreateObject();
+	cJSON_AddStringToObject(reply, "type", "reply");
+	cJSON_AddItemToObject(reply, "seq", cJSON_Duplicate(seq, true));
+	if (error)
+	{
+		cJSON_AddStringToObject(reply, "error", error);
+		cJSON_AddStringToObject(reply, "code", code ? code : "XX000");
+		cJSON_Delete(value);
+	}
+	else
+		cJSON_AddItemToObject(reply, "value", value ? value : cJSON_CreateNull());
+	session_send(s, reply);
+	cJSON_Delete(reply);
+}
+
 static void
 session_message(fx_session *s, const char *body, size_t n)
 {
@@ -630,15 +659,15 @@ session_message(fx_session *s, const char *body, size_t n)
 		session_reply(s, msg);
 	else if ((seq = cJSON_GetObjectItem(msg, "seq")) != NULL && s->state == SESSION_BUSY)
 	{
-		cJSON	   *reply = cJSON_CreateObject();
-		char	   *err = fx_xasprintf("unsupported request \"%s\"", type->valuestring);
+		if (s->ex->on_request)
+			s->ex->on_request(s->inv, type->valuestring, msg);
+		else
+		{
+			char	   *err = fx_xasprintf("unsupported request \"%s\"", type->valuestring);
 
-		cJSON_AddStringToObject(reply, "type", "reply");
-		cJSON_AddItemToObject(reply, "seq", cJSON_Duplicate(seq, true));
-		cJSON_AddStringToObject(reply, "error", err);
-		session_send(s, reply);
-		cJSON_Delete(reply);
-		free(err);
+			fx_exec_reply(s->inv, seq, NULL, err, "0A000");
+			free(err);
+		}
 	}
 	else
 	{

@@ -28,6 +28,13 @@ typedef enum fx_start_kind
 	FX_START_WARM				/* a warm session process */
 } fx_start_kind;
 
+enum
+{
+	FX_STATE_NONE,
+	FX_STATE_SET,
+	FX_STATE_DELETE
+};
+
 typedef struct fx_inv
 {
 	/* from the claim */
@@ -45,6 +52,14 @@ typedef struct fx_inv
 	int			timeout_ms;
 	int			memory_mb;
 	cJSON	   *options;		/* normalised deploy options */
+	char	   *token;			/* the lease's secret, for fx.finish_tx */
+	const char *role;			/* options.role: its sql runs as this */
+
+	/* state and sql (session mode) */
+	struct fx_txn *txn;			/* open at the first sql request */
+	bool		state_loaded;	/* state holds the current value */
+	int			state_op;		/* FX_STATE_NONE, _SET or _DELETE */
+	cJSON	   *state;			/* the value this attempt sees */
 
 	/* while running */
 	fx_exec    *ex;
@@ -97,6 +112,13 @@ struct fx_exec
 	int			nsessions;
 	int			closing;		/* session processes still being closed */
 	void		(*on_done) (fx_inv *inv);
+
+	/*
+	 * A request (state.get, sql, ...) from the session function running
+	 * inv; msg is valid only during the call.  Answer with fx_exec_reply,
+	 * now or later: a reply after the attempt ended is dropped.
+	 */
+	void		(*on_request) (fx_inv *inv, const char *type, const cJSON *msg);
 	void	   *data;
 };
 
@@ -107,6 +129,10 @@ void		fx_exec_start(fx_exec *ex, fx_inv *inv);
 
 /* End a running attempt early (cancelled, or the worker is stopping). */
 void		fx_exec_kill(fx_exec *ex, fx_inv *inv, const char *why);
+
+/* Answer request seq of inv with value (taken) or an error and SQLSTATE. */
+void		fx_exec_reply(fx_inv *inv, const cJSON *seq, cJSON *value,
+						  const char *error, const char *code);
 
 /* Close every warm session process. */
 void		fx_exec_shutdown(fx_exec *ex);

@@ -33,6 +33,7 @@
 #include "fx_bundle.h"
 #include "fx_db.h"
 #include "fx_log.h"
+#include "fx_request.h"
 #include "fx_sandbox.h"
 #include "fx_worker.h"
 
@@ -55,6 +56,9 @@ typedef struct fx_worker
 	char		owner[64];
 	fx_db		db;
 	fx_exec		ex;
+	fx_txn_pool txns;			/* connections for the functions' sql */
+	fx_requests requests;
+	int			committing;		/* completions in their own transaction */
 	uv_timer_t	tick;
 	uv_timer_t	due;
 	uv_signal_t sigterm;
@@ -120,6 +124,13 @@ finish_item(fx_inv *inv)
 								inv->start == FX_START_PREWARMED ? "prewarmed" : "cold");
 	if (inv->logs)
 		cJSON_AddItemReferenceToObject(it, "logs", inv->logs);
+	if (inv->ok && inv->state_op == FX_STATE_SET)
+	{
+		cJSON_AddStringToObject(it, "state_op", "set");
+		cJSON_AddItemReferenceToObject(it, "state", inv->state);
+	}
+	else if (inv->ok && inv->state_op == FX_STATE_DELETE)
+		cJSON_AddStringToObject(it, "state_op", "delete");
 	return it;
 }
 
@@ -206,7 +217,8 @@ cycle(fx_worker *w)
 	char	   *json;
 	char		backoff[16];
 	char		nbuf[16];
-	const char *params[4];
+	const char *params[5];
+	char		slack[16];
 	int			n = 0;
 
 	if (w->cycling || w->db.state != FX_DB_READY)
@@ -232,6 +244,8 @@ cycle(fx_worker *w)
 	params[1] = json;
 	params[2] = nbuf;
 	params[3] = backoff;
+	snprintf(slack, sizeof(slack), "%d", w->cfg.lease_slack_ms);
+	params[4] = slack;
 	w->sending = w->done;
 	w->done = NULL;
 	w->cycling = true;
@@ -239,9 +253,9 @@ cycle(fx_worker *w)
 		uv_timer_stop(&w->due);
 	fx_db_query_params(&w->db,
 					   "SELECT id, epoch, fn, version, args, key, attempt, idempotency_key,"
-					   " hash, array_to_json(command), mode, memory_mb, timeout_ms, options"
-					   " FROM fx.cycle($1, $2::jsonb, $3::int, $4::int)",
-					   4, params, cycled_cb, (void *) (intptr_t) n);
+					   " hash, array_to_json(command), mode, memory_mb, timeout_ms, options,"
+					   " token FROM fx.cycle($1, $2::jsonb, $3::int, $4::int, $5::int)",
+					   5, params, cycled_cb, (void *) (intptr_t) n);
 	cJSON_free(json);
 }
 
@@ -255,6 +269,49 @@ unlink_active(fx_worker *w, fx_inv *inv)
 			w->nactive--;
 			return;
 		}
+}
+
+/* The attempt's own transaction committed, or not. */
+static void
+committed_cb(void *arg, fx_txn_outcome outcome, const char *why)
+{
+	fx_inv	   *inv = arg;
+	fx_worker  *w = inv->ex->data;
+
+	w->committing--;
+	if (outcome == FX_TXN_COMMITTED)
+		fx_log(FX_LOG_DEBUG, inv->id, "committed with its sql");
+	else if (outcome == FX_TXN_REFUSED)
+		fx_log(FX_LOG_INFO, inv->id, "not recorded, its writes rolled back: %s", why);
+	if (outcome != FX_TXN_FAILED || w->db_closed || w->db.state == FX_DB_CLOSED)
+	{
+		fx_inv_free(inv);
+		maybe_stop(w);
+		return;
+	}
+	/* Record the failure the usual way (refused too if the lease moved). */
+	fx_log(FX_LOG_WARN, inv->id, "its transaction failed: %s", why);
+	cJSON_Delete(inv->result);
+	inv->result = NULL;
+	fx_inv_fail(inv, true, "the invocation's transaction failed", why);
+	inv->next = w->done;
+	w->done = inv;
+	cycle(w);
+	maybe_stop(w);
+}
+
+static void
+commit_own(fx_worker *w, fx_inv *inv)
+{
+	cJSON	   *item = finish_item(inv);
+	char	   *json = cJSON_PrintUnformatted(item);
+	fx_txn	   *t = inv->txn;
+
+	cJSON_Delete(item);
+	inv->txn = NULL;
+	w->committing++;
+	fx_txn_commit(t, w->owner, inv->token, json, w->cfg.backoff_ms, committed_cb, inv);
+	cJSON_free(json);
 }
 
 /* An attempt is over (exec's on_done): queue its finish, free its slot. */
@@ -271,14 +328,26 @@ attempt_done(fx_inv *inv)
 	else
 		fx_log(FX_LOG_INFO, inv->id, "attempt %d failed: %s", inv->attempt,
 			   inv->error ? inv->error : "?");
+	if (inv->txn && !inv->ok)
+	{
+		fx_txn_abort(inv->txn);
+		inv->txn = NULL;
+	}
 	if (w->stopping)
 	{
+		if (inv->txn)
+			fx_txn_abort(inv->txn);
 		fx_inv_free(inv);		/* given back with fx.release */
 		maybe_stop(w);
 		return;
 	}
-	inv->next = w->done;
-	w->done = inv;
+	if (inv->txn)
+		commit_own(w, inv);		/* its sql ran: finish in that transaction */
+	else
+	{
+		inv->next = w->done;
+		w->done = inv;
+	}
 	if (w->due_unknown && w->nactive == 0)
 	{
 		w->due_unknown = false;
@@ -297,6 +366,29 @@ attempt_done(fx_inv *inv)
 	}
 	cycle(w);
 	maybe_stop(w);
+}
+
+/* ---------------------------------------------------------------------
+ * Requests from running functions (fx_request.c)
+ * --------------------------------------------------------------------- */
+
+static fx_inv *
+find_running(void *arg, int64_t id, int epoch)
+{
+	fx_worker  *w = arg;
+
+	for (fx_inv *i = w->active; i; i = i->next)
+		if (i->id == id && i->epoch == epoch && i->started_ns)
+			return i;
+	return NULL;
+}
+
+static void
+on_request(fx_inv *inv, const char *type, const cJSON *msg)
+{
+	fx_worker  *w = inv->ex->data;
+
+	fx_request_handle(&w->requests, inv, type, msg);
 }
 
 /* ---------------------------------------------------------------------
@@ -329,6 +421,7 @@ inv_from_row(PGresult *res, int row)
 {
 	fx_inv	   *inv = fx_xcalloc(1, sizeof(*inv));
 	char	   *mode;
+	cJSON	   *role;
 
 	inv->id = strtoll(PQgetvalue(res, row, 0), NULL, 10);
 	inv->epoch = atoi(PQgetvalue(res, row, 1));
@@ -345,6 +438,9 @@ inv_from_row(PGresult *res, int row)
 	inv->memory_mb = atoi(PQgetvalue(res, row, 11));
 	inv->timeout_ms = atoi(PQgetvalue(res, row, 12));
 	inv->options = cJSON_Parse(PQgetvalue(res, row, 13));
+	inv->token = field(res, row, 14);
+	role = cJSON_GetObjectItem(inv->options, "role");
+	inv->role = cJSON_IsString(role) ? role->valuestring : NULL;
 	return inv;
 }
 
@@ -690,6 +786,14 @@ ignore_cb(fx_db *db, PGresult *res, void *arg)
 }
 
 static void
+limits_cb(fx_db *db, PGresult *res, void *arg)
+{
+	(void) arg;
+	if (res && PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
+		worker_of(db)->requests.max_state_size = atoi(PQgetvalue(res, 0, 0));
+}
+
+static void
 on_ready(fx_db *db)
 {
 	fx_worker  *w = worker_of(db);
@@ -697,6 +801,7 @@ on_ready(fx_db *db)
 
 	fx_db_query_params(db, "LISTEN fx_wake", 0, NULL, ignore_cb, "LISTEN");
 	fx_db_query_params(db, "LISTEN fx_cancel", 0, NULL, ignore_cb, "LISTEN");
+	fx_db_query_params(db, "SELECT fx.max_state_size()", 0, NULL, limits_cb, NULL);
 	if (w->nactive > 0 || w->done)
 		fx_db_query_params(db, "SELECT fx.adopt($1)", 1, params, ignore_cb, "adopting leases");
 	for (fx_fetch *f = w->fetches; f; f = f->next)
@@ -794,7 +899,7 @@ maybe_stop(fx_worker *w)
 {
 	if (!w->draining || w->db_closed || w->db.state == FX_DB_CLOSED)
 		return;
-	if (!w->stopping && (w->nactive > 0 || w->cycling ||
+	if (!w->stopping && (w->nactive > 0 || w->cycling || w->committing > 0 ||
 						 (w->done && w->db.state == FX_DB_READY)))
 		return;
 	if (w->stopping && w->nactive > 0)
@@ -806,6 +911,7 @@ maybe_stop(fx_worker *w)
 	w->done = NULL;
 	fx_info("worker %s stopped", w->owner);
 	fx_exec_shutdown(&w->ex);
+	fx_txn_pool_shutdown(&w->txns);
 	if (w->cfg.exec.sandbox)
 		fx_sandbox_shutdown();
 	fx_db_close(&w->db);
@@ -944,7 +1050,14 @@ fx_worker_run(const fx_worker_config *cfg)
 		fx_warn("sandboxes are off (--no-sandbox): functions run as plain processes of this user");
 	fx_exec_init(&w->ex, &w->loop, &cfg->exec);
 	w->ex.on_done = attempt_done;
+	w->ex.on_request = on_request;
 	w->ex.data = w;
+	fx_txn_pool_init(&w->txns, &w->loop, cfg->conninfo, w->owner);
+	w->requests.db = &w->db;
+	w->requests.txns = &w->txns;
+	w->requests.max_state_size = 1024 * 1024;
+	w->requests.find = find_running;
+	w->requests.arg = w;
 	fx_db_init(&w->db, &w->loop, cfg->conninfo, w->owner);
 	w->db.data = w;
 	w->db.on_ready = on_ready;
@@ -974,6 +1087,7 @@ fx_worker_run(const fx_worker_config *cfg)
 	if (rc != 0)
 		fx_err("event loop did not close cleanly: %s", uv_strerror(rc));
 	rc = w->exit_code;
+	fx_txn_pool_free(&w->txns);
 	free(w);
 	return rc;
 }

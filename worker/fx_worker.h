@@ -15,6 +15,7 @@ typedef struct fx_worker_config
 	const char *cache_dir;		/* unpacked bundles */
 	int			poll_ms;		/* reap tick */
 	int			claim_every;	/* fallback claim every N ticks */
+	int			lease_slack_ms; /* a lease lasts timeout + this */
 	int			backoff_ms;		/* first retry delay, doubled per attempt */
 	const char *stage_dir;		/* where sandboxes build their roots */
 	int			prewarm;		/* sandboxes kept ready */

@@ -39,7 +39,7 @@ static const char worker_usage[] =
 "                 [--backoff-ms N] [--warm-ttl SECONDS] [--max-sessions N]\n"
 "                 [--max-log-bytes N] [--log-level debug|info|warning|error]\n"
 "                 [--prewarm N] [--stage DIR] [--no-sandbox]\n"
-"                 [--prefetch N] [--batch N]\n"
+"                 [--prefetch N] [--batch N] [--lease-slack-ms N]\n"
 "Claims queued invocations and runs them until SIGTERM (drain) or a second\n"
 "SIGTERM/SIGINT (give back running invocations and exit).  Functions run in\n"
 "sandboxes the worker builds (namespaces, cgroups, seccomp); --prewarm keeps N\n"
@@ -48,7 +48,8 @@ static const char worker_usage[] =
 "keeping up to --prefetch (4 x concurrency) claimed ahead of free slots.\n"
 "Every --poll-ms (2000) it requeues the invocations of lost workers, and every\n"
 "third tick it looks for work that no NOTIFY announced: an idle worker costs\n"
-"the database about 0.7 statements a second.\n";
+"the database about 0.7 statements a second.  A lease lasts the function's\n"
+"timeout plus --lease-slack-ms (30000); then another worker may take over.\n";
 
 static char *
 default_cache(void)
@@ -89,7 +90,8 @@ cmd_worker(int argc, char **argv)
 		{"log-level", required_argument, NULL, 'L'}, {"help", no_argument, NULL, 'h'},
 		{"no-sandbox", no_argument, NULL, 'N'}, {"prewarm", required_argument, NULL, 'P'},
 		{"stage", required_argument, NULL, 'S'}, {"prefetch", required_argument, NULL, 'F'},
-		{"batch", required_argument, NULL, 'B'}, {0}
+		{"batch", required_argument, NULL, 'B'},
+		{"lease-slack-ms", required_argument, NULL, 'E'}, {0}
 	};
 	fx_worker_config cfg;
 	char	   *stage = NULL;
@@ -105,6 +107,7 @@ cmd_worker(int argc, char **argv)
 	cfg.batch = 256;
 	cfg.poll_ms = 2000;
 	cfg.claim_every = 3;
+	cfg.lease_slack_ms = 30000;
 	cfg.backoff_ms = 1000;
 	cfg.exec.max_log_bytes = 64 * 1024;
 	cfg.exec.max_result_bytes = 6 * 1024 * 1024;
@@ -130,6 +133,9 @@ cmd_worker(int argc, char **argv)
 				break;
 			case 'p':
 				cfg.poll_ms = positive("--poll-ms", optarg);
+				break;
+			case 'E':
+				cfg.lease_slack_ms = positive("--lease-slack-ms", optarg);
 				break;
 			case 'b':
 				cfg.backoff_ms = positive("--backoff-ms", optarg);
