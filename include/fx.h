@@ -56,6 +56,40 @@
  *
  * Build with: cc -Wall -O2 -I<fx>/include hello.c -lcjson
  *
+ * While an invocation runs, a handler in session mode may read and write
+ * the state of the invocation's key and run SQL in the invocation's
+ * transaction, which commits with its result ("State and SQL" in
+ * docs/protocol.md).  Each call sends one request and waits for its reply:
+ * fx_sql() and fx_state_get() return a new item the caller deletes,
+ * fx_state_set() and fx_state_delete() return true.  After an error reply
+ * they return NULL or false, and fx_error() and fx_sqlstate() give the
+ * message and SQLSTATE until the next request; the handler may go on or
+ * fail.  In simple mode they fail with SQLSTATE 0A000.  A reply that breaks
+ * the protocol, or none at all, ends the process with exit status 70.  A
+ * counter (invoked with a key; the state is null until first set):
+ *
+ *	static cJSON *
+ *	count(fx_ctx *ctx, const cJSON *args)
+ *	{
+ *		cJSON	   *state = fx_state_get(ctx);
+ *		double		n = cJSON_IsNumber(state) ? state->valuedouble : 0;
+ *		cJSON	   *next = cJSON_CreateNumber(n + 1);
+ *		cJSON	   *params = cJSON_CreateArray();
+ *		cJSON	   *res = NULL;
+ *
+ *		cJSON_AddItemToArray(params, cJSON_CreateNumber(n));
+ *		if (state != NULL && fx_state_set(ctx, next))
+ *			res = fx_sql(ctx, "INSERT INTO seen (n) VALUES ($1)", params);
+ *		if (res == NULL)
+ *			fx_fail(ctx, fx_error(ctx), NULL, 1);
+ *		cJSON_Delete(state);
+ *		cJSON_Delete(next);
+ *		cJSON_Delete(params);
+ *		return res;
+ *	}
+ *
+ * which returns {"rows":[],"count":1,"command":"INSERT"}.
+ *
  * Everything here is static; names starting with fx__ are internal.
  *
  *-------------------------------------------------------------------------
@@ -64,6 +98,7 @@
 #define FX_H
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,6 +110,7 @@
 
 #define FX_PROTOCOL_VERSION 1
 #define FX_MAX_MESSAGE		(64 * 1024 * 1024)	/* bytes, both directions */
+#define FX_EXIT_PROTOCOL	70	/* EX_SOFTWARE: a request got no valid reply */
 
 #ifndef MSG_NOSIGNAL
 #define MSG_NOSIGNAL 0
@@ -97,6 +133,12 @@ typedef struct fx_ctx
 	int			retryable;
 	char	   *message;
 	char	   *detail;
+	/* requests: the session socket (-1 in simple mode), the last seq sent */
+	int			sock;
+	long long  *seq;			/* counts per process, not per invocation */
+	/* the last request's error reply, NULL after a success */
+	char	   *error;
+	char	   *sqlstate;
 } fx_ctx;
 
 typedef cJSON *(*fx_handler) (fx_ctx *ctx, const cJSON *args);
@@ -188,6 +230,8 @@ fx__ctx_free(fx_ctx *ctx)
 {
 	free(ctx->message);
 	free(ctx->detail);
+	free(ctx->error);
+	free(ctx->sqlstate);
 }
 
 /*
@@ -346,6 +390,165 @@ fx__number(const cJSON *obj, const char *name, double dflt)
 	return cJSON_IsNumber(item) ? item->valuedouble : dflt;
 }
 
+/* The message and SQLSTATE of the last request's error, or NULL. */
+static inline const char *
+fx_error(const fx_ctx *ctx)
+{
+	return ctx->error;
+}
+
+static inline const char *
+fx_sqlstate(const fx_ctx *ctx)
+{
+	return ctx->sqlstate;
+}
+
+static inline void
+fx__set_error(fx_ctx *ctx, const char *message, const char *sqlstate)
+{
+	free(ctx->error);
+	free(ctx->sqlstate);
+	ctx->error = message ? fx__strdup(message) : NULL;
+	ctx->sqlstate = sqlstate ? fx__strdup(sqlstate) : NULL;
+}
+
+/*
+ * A request got no reply the protocol allows.  The worker may be gone or
+ * out of step, so the invocation cannot go on: end the process, which the
+ * worker reports as the attempt's failure.
+ */
+static inline void
+fx__request_broken(const char *why, long long seq)
+{
+	fprintf(stderr, "fx: no valid reply to request %lld: %s\n", seq, why);
+	exit(FX_EXIT_PROTOCOL);
+}
+
+/*
+ * Start a request of the given type: {"type":type,"seq":N}.  In simple
+ * mode there is no worker to ask; returns NULL with the error set.
+ */
+static inline cJSON *
+fx__request_new(fx_ctx *ctx, const char *type)
+{
+	cJSON	   *req;
+
+	if (ctx->sock < 0)
+	{
+		fx__set_error(ctx, "state and sql need session mode", "0A000");
+		return NULL;
+	}
+	req = cJSON_CreateObject();
+	cJSON_AddStringToObject(req, "type", type);
+	cJSON_AddNumberToObject(req, "seq", (double) ++*ctx->seq);
+	return req;
+}
+
+/*
+ * Send req (deleted here; NULL passes an error from fx__request_new on)
+ * and wait for its reply, the next message: the worker answers requests in
+ * order and sends nothing else meanwhile.  Returns the reply's value,
+ * detached and owned by the caller, or NULL after an error reply.
+ */
+static inline cJSON *
+fx__request(fx_ctx *ctx, cJSON *req)
+{
+	long long	seq;
+	cJSON	   *reply;
+	cJSON	   *value;
+	const char *code;
+	int			rc;
+
+	if (req == NULL)
+		return NULL;
+	seq = *ctx->seq;
+	if (fx__send(ctx->sock, req) < 0)
+		fx__request_broken("cannot send it", seq);
+	if ((rc = fx__recv(ctx->sock, &reply)) <= 0)
+		fx__request_broken(rc == 0 ? "end of file" : "bad message", seq);
+	if (strcmp(fx__string(reply, "type"), "reply") != 0 ||
+		fx__number(reply, "seq", -1) != (double) seq)
+	{
+		cJSON_Delete(reply);
+		fx__request_broken("another message came", seq);
+	}
+	if (fx__string(reply, "error") != NULL)
+	{
+		code = fx__string(reply, "code");
+		fx__set_error(ctx, fx__string(reply, "error"), code ? code : "XX000");
+		cJSON_Delete(reply);
+		return NULL;
+	}
+	value = cJSON_DetachItemFromObjectCaseSensitive(reply, "value");
+	cJSON_Delete(reply);
+	if (value == NULL)
+		fx__request_broken("the reply has neither value nor error", seq);
+	fx__set_error(ctx, NULL, NULL);
+	return value;
+}
+
+/*
+ * Run one SQL statement in the invocation's transaction, with $1, $2, ...
+ * bound to the elements of params (a JSON array, or NULL for none; the
+ * caller keeps it).  Returns {"rows":[...],"count":N,"command":"..."}, which
+ * the caller deletes, or NULL on an error (see fx_error(), fx_sqlstate()).
+ */
+static inline cJSON *
+fx_sql(fx_ctx *ctx, const char *query, const cJSON *params)
+{
+	cJSON	   *req;
+
+	if (query == NULL || (params != NULL && !cJSON_IsArray(params)))
+	{
+		fx__set_error(ctx, query ? "params must be a JSON array"
+					  : "query must not be NULL", "22023");
+		return NULL;
+	}
+	if ((req = fx__request_new(ctx, "sql")) != NULL)
+	{
+		cJSON_AddStringToObject(req, "query", query);
+		cJSON_AddItemToObject(req, "params", params
+							  ? cJSON_Duplicate(params, 1)
+							  : cJSON_CreateArray());
+	}
+	return fx__request(ctx, req);
+}
+
+/*
+ * The state of the invocation's key as this invocation left it so far, else
+ * as committed: a new item the caller deletes, a JSON null if there is
+ * none.  NULL on an error (see fx_error(), fx_sqlstate()).
+ */
+static inline cJSON *
+fx_state_get(fx_ctx *ctx)
+{
+	return fx__request(ctx, fx__request_new(ctx, "state.get"));
+}
+
+/* Set the state to value (NULL means JSON null; the caller keeps it). */
+static inline bool
+fx_state_set(fx_ctx *ctx, const cJSON *value)
+{
+	cJSON	   *req = fx__request_new(ctx, "state.set");
+	cJSON	   *reply;
+
+	if (req != NULL)
+		cJSON_AddItemToObject(req, "value", value ? cJSON_Duplicate(value, 1)
+							  : cJSON_CreateNull());
+	reply = fx__request(ctx, req);
+	cJSON_Delete(reply);
+	return reply != NULL;
+}
+
+static inline bool
+fx_state_delete(fx_ctx *ctx)
+{
+	cJSON	   *reply = fx__request(ctx, fx__request_new(ctx, "state.delete"));
+
+	cJSON_Delete(reply);
+	return reply != NULL;
+}
+
 /* Build the "result" or "error" answer to invocation id. */
 static inline cJSON *
 fx__answer(fx_ctx *ctx, double id, cJSON *result)
@@ -372,7 +575,7 @@ fx__answer(fx_ctx *ctx, double id, cJSON *result)
 
 /* Run one "invoke" message and send the answer. */
 static inline int
-fx__invoke(int fd, fx_handler handler, const cJSON *msg)
+fx__invoke(int fd, long long *seq, fx_handler handler, const cJSON *msg)
 {
 	const cJSON *id = cJSON_GetObjectItemCaseSensitive(msg, "id");
 	const cJSON *args = cJSON_GetObjectItemCaseSensitive(msg, "args");
@@ -389,6 +592,8 @@ fx__invoke(int fd, fx_handler handler, const cJSON *msg)
 	if (args == NULL)
 		args = null_args = cJSON_CreateNull();
 	memset(&ctx, 0, sizeof(ctx));
+	ctx.sock = fd;
+	ctx.seq = seq;
 	ctx.id = (long long) id->valuedouble;
 	ctx.attempt = (int) fx__number(msg, "attempt", 1);
 	ctx.deadline_ms = (long long) fx__number(msg, "deadline", 0);
@@ -412,6 +617,7 @@ fx__session(fx_handler handler)
 	int			fd = fdstr ? atoi(fdstr) : 3;
 	cJSON	   *ready = cJSON_CreateObject();
 	cJSON	   *msg;
+	long long	seq = 0;
 	int			rc;
 
 	cJSON_AddStringToObject(ready, "type", "ready");
@@ -421,7 +627,7 @@ fx__session(fx_handler handler)
 	while ((rc = fx__recv(fd, &msg)) > 0)
 	{
 		if (strcmp(fx__string(msg, "type"), "invoke") == 0)
-			rc = fx__invoke(fd, handler, msg);
+			rc = fx__invoke(fd, &seq, handler, msg);
 		cJSON_Delete(msg);
 		if (rc < 0)
 			break;
@@ -508,6 +714,7 @@ fx__simple(fx_handler handler)
 		return 1;
 	}
 	memset(&ctx, 0, sizeof(ctx));
+	ctx.sock = -1;
 	ctx.id = fx__env_ll("FX_INVOCATION_ID", 0);
 	ctx.attempt = (int) fx__env_ll("FX_ATTEMPT", 1);
 	ctx.deadline_ms = fx__env_ll("FX_DEADLINE_MS", 0);

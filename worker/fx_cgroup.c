@@ -9,8 +9,10 @@
  * process, never between clone and exec.
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -109,6 +111,58 @@ own_path(const char *controller)
 	return path;
 }
 
+/* rmdir dir and the cgroups in it (they are empty once their tasks exit). */
+static void
+remove_tree(const char *dir)
+{
+	DIR		   *d = opendir(dir);
+	struct dirent *e;
+
+	if (d == NULL)
+		return;
+	while ((e = readdir(d)) != NULL)
+		if (e->d_type == DT_DIR && e->d_name[0] != '.')
+		{
+			char	   *sub = fx_xasprintf("%s/%s", dir, e->d_name);
+
+			remove_tree(sub);
+			free(sub);
+		}
+	closedir(d);
+	rmdir(dir);
+}
+
+/*
+ * Remove the fx-<pid> directories, beside ours in parent, of workers that
+ * are gone (killed with SIGKILL, they could not clean up).  A directory
+ * whose sandboxes are still exiting stays for the next worker to sweep.
+ */
+static void
+sweep_stale(const char *parent)
+{
+	DIR		   *d = opendir(parent);
+	struct dirent *e;
+
+	if (d == NULL)
+		return;
+	while ((e = readdir(d)) != NULL)
+	{
+		int			pid;
+		char		tail;
+
+		if (sscanf(e->d_name, "fx-%d%c", &pid, &tail) != 1 || pid == getpid() ||
+			pid <= 0 || kill(pid, 0) == 0 || errno != ESRCH)
+			continue;
+		{
+			char	   *dir = fx_xasprintf("%s/%s", parent, e->d_name);
+
+			remove_tree(dir);
+			free(dir);
+		}
+	}
+	closedir(d);
+}
+
 /* mkdir mount/own/fx-<pid> for a v1 controller; NULL if not writable. */
 static char *
 v1_base(const char *controller)
@@ -118,9 +172,15 @@ v1_base(const char *controller)
 
 	if (own == NULL)
 		return NULL;
-	dir = fx_xasprintf("/sys/fs/cgroup/%s%s/fx-%d", controller,
-					   strcmp(own, "/") == 0 ? "" : own, (int) getpid());
+	dir = fx_xasprintf("/sys/fs/cgroup/%s%s", controller, strcmp(own, "/") == 0 ? "" : own);
 	free(own);
+	sweep_stale(dir);
+	{
+		char	   *mine = fx_xasprintf("%s/fx-%d", dir, (int) getpid());
+
+		free(dir);
+		dir = mine;
+	}
 	if (mkdir(dir, 0755) < 0 && errno != EEXIST)
 	{
 		free(dir);
@@ -156,6 +216,9 @@ init_v2(void)
 		free(own);
 		return false;
 	}
+	dir = fx_xasprintf("/sys/fs/cgroup%s", strcmp(own, "/") == 0 ? "" : own);
+	sweep_stale(dir);
+	free(dir);
 	dir = fx_xasprintf("/sys/fs/cgroup%s/fx-%d", strcmp(own, "/") == 0 ? "" : own,
 					   (int) getpid());
 	worker = fx_xasprintf("%s/worker", dir);

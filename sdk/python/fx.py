@@ -38,6 +38,29 @@ Example (deploy with ``--cmd "python3 main.py" --mode session``)::
 
     fx.run(handler)
 
+While an invocation runs, a handler in session mode may read and write the
+state of the invocation's key and run SQL in the invocation's transaction,
+which commits with its result ("State and SQL" in docs/protocol.md).  Each
+call sends one request and waits for its reply: ``ctx.state.get()`` (None
+until first set), ``ctx.state.set(value)``, ``ctx.state.delete()``,
+``ctx.sql(query, *params)`` (the rows, as dicts) and
+``ctx.sql_result(query, *params)`` (``{"rows": [...], "count": n,
+"command": "..."}``).  An error reply raises ``fx.SQLError`` with the
+message and ``.sqlstate``; the handler may catch it and go on, else it fails
+the invocation.  In simple mode they raise ``SQLError`` with SQLSTATE
+0A000.  A reply that breaks the protocol, or none at all, ends the process
+with exit status 70.  A counter (invoked with a key)::
+
+    def count(args, ctx):
+        n = ctx.state.get() or 0
+        ctx.state.set(n + 1)
+        try:
+            ctx.sql("INSERT INTO seen (n) VALUES ($1)", n)
+        except fx.SQLError as e:
+            if e.sqlstate != "23505":   # unique_violation: seen already
+                raise
+        return n
+
 The worker puts this module on ``PYTHONPATH``.
 """
 
@@ -47,10 +70,11 @@ import struct
 import sys
 import traceback
 
-__all__ = ["Context", "Error", "run"]
+__all__ = ["Context", "Error", "SQLError", "run"]
 
 PROTOCOL_VERSION = 1
 MAX_MESSAGE = 64 * 1024 * 1024  # bytes, both directions
+EXIT_PROTOCOL = 70  # EX_SOFTWARE: a request got no valid reply
 
 
 class Error(Exception):
@@ -63,8 +87,98 @@ class Error(Exception):
         self.retryable = bool(retryable)
 
 
+class SQLError(Error):
+    """An error reply to a state or sql request.
+
+    ``message`` is the error (PostgreSQL's message for SQL) and
+    ``sqlstate`` its five-character code.  Uncaught, it fails the
+    invocation like any ``Error``, with the code as the detail.
+    """
+
+    def __init__(self, message, sqlstate, detail=None, retryable=True):
+        if detail is None:
+            detail = "SQLSTATE %s" % sqlstate
+        super().__init__(message, detail, retryable)
+        self.sqlstate = sqlstate
+
+
 class ProtocolError(Exception):
     """The worker sent something the protocol does not allow."""
+
+
+class _Channel:
+    """The session socket as requests use it: fd and the last seq sent.
+
+    One per process, so seq numbers increase across invocations.
+    """
+
+    def __init__(self, fd):
+        self.fd = fd
+        self.seq = 0
+
+    def request(self, kind, **fields):
+        """Send a request, return its reply's value or raise SQLError.
+
+        The worker answers requests in order and sends nothing else
+        meanwhile, so the next message must be the reply.
+        """
+        msg = {"type": kind, "seq": self.seq + 1}
+        msg.update(fields)
+        text = json.dumps(msg, separators=(",", ":"), allow_nan=False)
+        self.seq += 1
+        try:
+            _send(self.fd, text)
+            reply = _recv(self.fd)
+            if reply is None:
+                raise ProtocolError("end of file")
+            if reply["type"] != "reply" or reply.get("seq") != self.seq:
+                raise ProtocolError("another message came")
+            if "error" not in reply and "value" not in reply:
+                raise ProtocolError("the reply has neither value nor error")
+        except (ProtocolError, OSError) as e:
+            print("fx: no valid reply to request %d: %s" % (self.seq, e),
+                  file=sys.stderr)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(EXIT_PROTOCOL)
+        if "error" in reply:
+            raise SQLError(str(reply["error"]), reply.get("code") or "XX000")
+        return reply["value"]
+
+
+class _NoChannel:
+    """Requests where there is no worker to ask."""
+
+    def __init__(self, message, sqlstate):
+        self.message = message
+        self.sqlstate = sqlstate
+
+    def request(self, kind, **fields):
+        raise SQLError(self.message, self.sqlstate)
+
+
+_SIMPLE = _NoChannel("state and sql need session mode", "0A000")
+_ENDED = _NoChannel("the invocation has ended", "55000")
+
+
+class State:
+    """The state of the invocation's key: one JSON value (``ctx.state``)."""
+
+    __slots__ = ("_ctx",)
+
+    def __init__(self, ctx):
+        self._ctx = ctx
+
+    def get(self):
+        """The state as this invocation left it so far, else as committed,
+        else None."""
+        return self._ctx._channel.request("state.get")
+
+    def set(self, value):
+        self._ctx._channel.request("state.set", value=value)
+
+    def delete(self):
+        self._ctx._channel.request("state.delete")
 
 
 class Context:
@@ -73,15 +187,15 @@ class Context:
     Attributes: ``id`` (invocation id), ``attempt`` (1 on the first
     attempt), ``idempotency_key`` (stable across attempts), ``key`` (the
     invocation's key or None), ``deadline`` (Unix time in ms after which the
-    process is killed, 0 if unknown), ``fn`` (function name) and
-    ``version`` (function version).
+    process is killed, 0 if unknown), ``fn`` (function name),
+    ``version`` (function version) and ``state`` (a ``State``).
     """
 
     __slots__ = ("id", "attempt", "idempotency_key", "key", "deadline",
-                 "fn", "version")
+                 "fn", "version", "state", "_channel")
 
     def __init__(self, id=0, attempt=1, idempotency_key="", key=None,
-                 deadline=0, fn=None, version=None):
+                 deadline=0, fn=None, version=None, channel=None):
         self.id = id
         self.attempt = attempt
         self.idempotency_key = idempotency_key
@@ -89,10 +203,26 @@ class Context:
         self.deadline = deadline
         self.fn = fn
         self.version = version
+        self.state = State(self)
+        self._channel = _SIMPLE if channel is None else channel
+
+    def sql(self, query, *params):
+        """Run one statement with $1, $2, ... bound to params; return the
+        rows as a list of dicts (column name to value)."""
+        return self.sql_result(query, *params)["rows"]
+
+    def sql_result(self, query, *params):
+        """Like sql(), but return the whole reply value: ``{"rows": [...],
+        "count": n, "command": "..."}``."""
+        if not isinstance(query, str):
+            raise TypeError("query must be a str, not %s"
+                            % type(query).__name__)
+        return self._channel.request("sql", query=query, params=params)
 
     def __repr__(self):
         return "Context(%s)" % ", ".join(
-            "%s=%r" % (name, getattr(self, name)) for name in self.__slots__)
+            "%s=%r" % (name, getattr(self, name)) for name in self.__slots__
+            if not name.startswith("_") and name != "state")
 
 
 def _call(handler, args, ctx):
@@ -166,7 +296,7 @@ def _recv(fd):
     return msg
 
 
-def _invoke(fd, handler, msg):
+def _invoke(fd, channel, handler, msg):
     inv_id = msg.get("id")
     if not isinstance(inv_id, int) or isinstance(inv_id, bool):
         raise ProtocolError("invoke message without an integer id")
@@ -176,8 +306,10 @@ def _invoke(fd, handler, msg):
                   key=msg.get("key"),
                   deadline=msg.get("deadline") or 0,
                   fn=msg.get("fn"),
-                  version=msg.get("version"))
+                  version=msg.get("version"),
+                  channel=channel)
     kind, outcome = _call(handler, msg.get("args"), ctx)
+    ctx._channel = _ENDED
     if kind == "result":
         _send(fd, '{"type":"result","id":%d,"value":%s}' % (inv_id, outcome))
     else:
@@ -189,13 +321,14 @@ def _invoke(fd, handler, msg):
 
 def _session(handler):
     fd = int(os.environ.get("FX_SOCKET_FD", "3"))
+    channel = _Channel(fd)
     _send(fd, _dumps({"type": "ready", "protocol": PROTOCOL_VERSION}))
     while True:
         msg = _recv(fd)
         if msg is None:
             return 0
         if msg["type"] == "invoke":
-            _invoke(fd, handler, msg)
+            _invoke(fd, channel, handler, msg)
 
 
 def _env_int(name, default):

@@ -8,12 +8,17 @@ Run from the repository root (tests/sdk/run.sh does):
     fake_worker.py errors EXAMPLE         protocol errors make it exit non-zero
     fake_worker.py valgrind EXAMPLE       the session checks under valgrind
     fake_worker.py sdk LANG PROGRAM...    context and failures, c or py
+    fake_worker.py requests LANG PROGRAM...  state and sql requests
 
 An "sdk" PROGRAM is an echo function (run.sh writes one per SDK): args
 "null" make it return null, args "boom" make it fail retryably (C: with
 fx_fail "boom", detail "a detail"; Python: by dividing by zero), Python's
 args "set" return a set, any other args give {"id", "attempt",
 "idempotency_key", "key", "deadline", "fn", "args"} from its context.
+
+A "requests" PROGRAM is tests/sdk/requests.c or requests.py: args
+{"op": ...} make it send state and sql requests (see requests.c), which
+the Requests class below answers.
 
 Prints one line per check, "ok - ..." or "not ok - ...", and exits 1 if
 any check failed.
@@ -120,6 +125,19 @@ class Session:
         self.send(msg)
         return self.recv()
 
+    def serve(self, requests, inv_id, args, key=None, **fields):
+        """invoke(), answering the function's requests with requests (a
+        Requests) until its result or error, which is returned (None at
+        EOF)."""
+        requests.begin()
+        msg = self.invoke(inv_id, args, key=key, **fields)
+        while isinstance(msg, dict) and msg.get("type") not in ("result",
+                                                                "error"):
+            self.send(requests.answer(msg, key))
+            msg = self.recv()
+        requests.end(is_result(msg, inv_id))
+        return msg
+
     def close(self):
         """Close our end and return the exit status (None if it hangs)."""
         self.sock.close()
@@ -133,6 +151,64 @@ class Session:
     def output(self):
         self.log.seek(0)
         return self.log.read().decode(errors="replace")
+
+
+class Refused(Exception):
+    """An error reply: Refused(message, sqlstate)."""
+
+
+class Requests:
+    """The worker's side of state and sql requests, as docs/protocol.md
+    describes it: state per key, null until set, kept by an invocation that
+    succeeds and dropped by one that fails; "sql" echoes its query and
+    params back as its one row, except that a query containing "fail" gets
+    the error a missing table gives (42P01).  script maps a request type to
+    a function(msg, key) returning the message to send instead.  seen is
+    every request received, in order."""
+
+    def __init__(self, **script):
+        self.committed = {}
+        self.pending = {}
+        self.seen = []
+        self.script = script
+
+    def begin(self):
+        self.pending = dict(self.committed)
+
+    def end(self, succeeded):
+        if succeeded:
+            self.committed = self.pending
+
+    def answer(self, msg, key):
+        self.seen.append(msg)
+        if msg.get("type") in self.script:
+            return self.script[msg["type"]](msg, key)
+        reply = {"type": "reply", "seq": msg.get("seq")}
+        try:
+            reply["value"] = self.value(msg, key)
+        except Refused as e:
+            reply.update(error=e.args[0], code=e.args[1])
+        return reply
+
+    def value(self, msg, key):
+        kind = msg.get("type")
+        if kind in ("state.get", "state.set", "state.delete") and key is None:
+            raise Refused("state needs a keyed invocation", "55000")
+        if kind == "state.get":
+            return self.pending.get(key)
+        if kind == "state.set":
+            self.pending[key] = msg.get("value")
+            return None
+        if kind == "state.delete":
+            self.pending.pop(key, None)
+            return None
+        if kind == "sql" and "fail" in msg.get("query", ""):
+            raise Refused('relation "fail" does not exist', "42P01")
+        if kind == "sql":
+            return {"rows": [{"query": msg.get("query"),
+                              "params": msg.get("params")}],
+                    "count": 1, "command": "SELECT"}
+        raise Refused('unsupported request "%s"' % kind, "0A000")
 
 
 def is_result(reply, inv_id):
@@ -354,6 +430,120 @@ def sdk_simple(lang, argv):
           repr((rc, err)))
 
 
+def echo_row(query, params):
+    return {"query": query, "params": params}
+
+
+def requests_session(lang, argv, t):
+    """The requests conversation; returns the Requests that answered."""
+    w = Requests()
+    s = Session("test", ".", argv, 60.0 if argv[0] == "valgrind" else 10.0)
+    try:
+        check(s.recv() == {"type": "ready", "protocol": 1}, t + "ready")
+        r1 = s.serve(w, 1, {"op": "counter"}, key="cart-1")
+        r2 = s.serve(w, 2, {"op": "counter"}, key="cart-1")
+        check(is_result(r1, 1) and r1["value"] == 0 and is_result(r2, 2)
+              and r2["value"] == 1 and w.committed == {"cart-1": 2},
+              t + "a counter sees 0 then 1", repr((r1, r2, w.committed)))
+        check([m.get("value") for m in w.seen if m["type"] == "state.set"]
+              == [1, 2], t + "state.set sends the value", repr(w.seen))
+        params = [10, "acc-1", None, True, {"a": [1, 2.5]}]
+        r = s.serve(w, 3, {"op": "sql", "query": "select $1", "params":
+                           params})
+        row = echo_row("select $1", params)
+        check(is_result(r, 3) and r["value"] == {
+            "rows": [row], "result": {"rows": [row], "count": 1,
+                                      "command": "SELECT"}},
+            t + "sql returns the rows and the whole reply", repr(r))
+        r = s.serve(w, 4, {"op": "sql", "query": "select 2"})
+        row = echo_row("select 2", [])
+        check(is_result(r, 4) and r["value"]["rows"] == [row],
+              t + "sql without params sends []", repr(r))
+        r = s.serve(w, 5, {"op": "catch"})
+        check(is_result(r, 5) and r["value"] == {
+            "null": True, "error": 'relation "fail" does not exist',
+            "sqlstate": "42P01", "then": [echo_row("select 1", [])],
+            "cleared": True},
+            t + "an sql error reply is caught, then sql goes on", repr(r))
+        r = s.serve(w, 6, {"op": "uncaught"})
+        check(isinstance(r, dict) and r.get("type") == "error"
+              and r.get("id") == 6 and r.get("retryable") is True
+              and r.get("message") == 'relation "fail" does not exist',
+              t + "an uncaught sql error fails the invocation", repr(r))
+        r = s.serve(w, 7, {"op": "delete"}, key="cart-1")
+        r2 = s.serve(w, 8, {"op": "counter"}, key="cart-1")
+        check(is_result(r, 7) and r["value"] is None and is_result(r2, 8)
+              and r2["value"] == 0, t + "state.delete, then null",
+              repr((r, r2)))
+        r = s.serve(w, 9, {"op": "all"})
+        keyless = [False, "state needs a keyed invocation", "55000"]
+        check(is_result(r, 9) and r["value"] == [keyless] * 3
+              + [[True, None, None]],
+              t + "state errors without a key", repr(r))
+        if lang == "py":
+            r = s.serve(w, 10, {"op": "stale"})
+            check(is_result(r, 10) and r["value"] == [
+                False, "the invocation has ended", "55000"],
+                t + "a context after its invocation sends nothing",
+                repr(r))
+        seqs = [m.get("seq") for m in w.seen]
+        check(seqs == list(range(1, len(seqs) + 1)) and len(seqs) == 19,
+              t + "seq numbers count from 1 across invocations", repr(seqs))
+    except Exception as e:
+        check(False, t + "conversation", "%s: %s" % (type(e).__name__, e))
+    status = s.close()
+    check(status == 0, t + "exits 0 at end of file",
+          "status %r; output:\n%s" % (status, s.output()[-2000:]))
+
+
+def requests_broken(lang, argv, t):
+    """A reply that breaks the protocol makes the function exit 70."""
+    def wrong_seq(msg, key):
+        return {"type": "reply", "seq": msg["seq"] + 1, "value": None}
+
+    def invoke(msg, key):
+        return {"type": "invoke", "id": 99, "args": {"op": "counter"}}
+
+    def empty(msg, key):
+        return {"type": "reply", "seq": msg["seq"]}
+
+    for what, answer in (("a reply with the wrong seq", wrong_seq),
+                         ("an invoke instead of the reply", invoke),
+                         ("a reply without value or error", empty)):
+        s = Session("test", ".", argv)
+        try:
+            s.recv()
+            r = s.serve(Requests(**{"state.get": answer}), 1,
+                        {"op": "counter"}, key="k")
+        except Exception as e:
+            r = "%s: %s" % (type(e).__name__, e)
+        status = s.close()
+        check(r is None and status == 70
+              and "fx: no valid reply to request 1" in s.output(),
+              t + "exits 70 after " + what, "answer %r, status %r, output %r"
+              % (r, status, s.output()[-500:]))
+
+
+def requests_simple(lang, argv, t):
+    rc, value, err = run_simple("test", ".", argv, '{"op":"all"}',
+                                FX_KEY="k")
+    why = [False, "state and sql need session mode", "0A000"]
+    check(rc == 0 and value == [why] * 4, t + "requests fail with 0A000",
+          "rc %r value %r stderr %r" % (rc, value, err))
+    rc, value, err = run_simple("test", ".", argv, '{"op":"uncaught"}')
+    check(rc == 1 and "state and sql need session mode" in err,
+          t + "an uncaught request error exits 1", repr((rc, err)))
+
+
+def suite_requests(lang, argv):
+    tag = " (valgrind)" if argv[0] == "valgrind" else ""
+    requests_session(lang, argv, "requests %s session%s: " % (lang, tag))
+    # valgrind counts what exit() leaves allocated as leaks
+    if not tag:
+        requests_broken(lang, argv, "requests %s session: " % lang)
+    requests_simple(lang, argv, "requests %s simple%s: " % (lang, tag))
+
+
 def suite_sdk(lang, argv):
     sdk_session(lang, argv)
     sdk_simple(lang, argv)
@@ -364,6 +554,8 @@ def main(argv):
               "errors": suite_errors, "valgrind": suite_valgrind}
     if len(argv) >= 3 and argv[0] == "sdk":
         suite_sdk(argv[1], argv[2:])
+    elif len(argv) >= 3 and argv[0] == "requests":
+        suite_requests(argv[1], argv[2:])
     elif argv and argv[0] in suites:
         suites[argv[0]](*argv[1:])
     else:

@@ -114,6 +114,14 @@ rc=$?
 [ $rc -eq 0 ] || sed 's/^/# /' "$tmp/cc.log"
 report $rc "fx.h compiles cleanly as C99 with strict warnings"
 
+# tests/sdk/requests.c sends state and sql requests (fake_worker.py answers).
+cc -Wall -Wextra -Werror -Wshadow -Wmissing-prototypes -Wstrict-prototypes \
+	-std=c99 -pedantic -O2 -Iinclude -o "$tmp/requests" tests/sdk/requests.c \
+	-lcjson >"$tmp/cc.log" 2>&1
+rc=$?
+[ $rc -eq 0 ] || sed 's/^/# /' "$tmp/cc.log"
+report $rc "tests/sdk/requests.c compiles cleanly with fx_sql and fx_state_*"
+
 suite simple
 suite session hello-c
 suite session hello-py
@@ -121,9 +129,13 @@ suite errors hello-c
 suite errors hello-py
 suite sdk c "$tmp/echo"
 suite sdk py python3 "$tmp/echo.py"
+suite requests c "$tmp/requests"
+suite requests py python3 tests/sdk/requests.py
 suite valgrind hello-c
 suite sdk c valgrind --error-exitcode=99 --leak-check=full \
 	--errors-for-leak-kinds=all -q "$tmp/echo"
+suite requests c valgrind --error-exitcode=99 --leak-check=full \
+	--errors-for-leak-kinds=all -q "$tmp/requests"
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
