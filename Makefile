@@ -34,6 +34,13 @@ check: deps
 	$(MAKE) install
 	tests/check.sh
 
+# The chaos suite's large run (make check runs a small one): KILLS=N sets
+# how many workers it kills.
+KILLS ?= 5000
+chaos: deps
+	$(MAKE) install
+	KILLS=$(KILLS) bash tests/chaos/run.sh
+
 # Benchmarks (not tests): fx against graphile-worker, DBOS Transact and
 # PostgreSQL's own ceiling (bench/run.sh), then fx's sandboxes against
 # bubblewrap and runc (bench/sandbox.sh); tables in bench/RESULTS.md.
@@ -56,4 +63,4 @@ clean:
 	$(MAKE) -C examples/hello-c clean
 	rm -rf build
 
-.PHONY: all deps deps-check install run check bench clean
+.PHONY: all deps deps-check install run check chaos bench clean

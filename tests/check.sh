@@ -54,6 +54,8 @@ for t in tests/integration/*.sh tests/sandbox/*.sh; do
 	[ -f "$t" ] || continue
 	run_suite "$(basename "$(dirname "$t")")-$(basename "$t" .sh)" bash "$t"
 done
+# The chaos suite's small configuration (make chaos runs the large one).
+run_suite chaos env KILLS=200 bash tests/chaos/run.sh
 
 # Memory checkers, once per suite family.
 echo "=== building the worker with ASan + UBSan"
@@ -63,19 +65,24 @@ if make -s -C worker BUILD="$root/build/asan" \
 	export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0
 	for t in tests/integration/10_examples.sh tests/integration/20_failures.sh \
 		tests/integration/30_kill9.sh tests/integration/40_pg_restart.sh \
-		tests/sandbox/10_hostile.sh; do
+		tests/integration/70_state_sql.sh tests/sandbox/10_hostile.sh; do
 		[ -f "$t" ] && FX_BIN=$root/build/asan/fx run_suite "asan-$(basename "$t" .sh)" bash "$t"
 	done
+	FX_BIN=$root/build/asan/fx run_suite asan-chaos env KILLS=40 bash tests/chaos/run.sh
 	unset ASAN_OPTIONS
 else
 	echo "  not ok - asan build"
 	tail -20 "$out/asan-build.log"
 	failed=$((failed + 1))
 fi
-for t in tests/integration/10_examples.sh tests/sandbox/10_hostile.sh; do
+for t in tests/integration/10_examples.sh tests/integration/70_state_sql.sh \
+	tests/sandbox/10_hostile.sh; do
 	[ -f "$t" ] && FX_WORKER_WRAPPER="valgrind -q --leak-check=full --errors-for-leak-kinds=definite --error-exitcode=99" \
 		run_suite "valgrind-$(basename "$(dirname "$t")")-$(basename "$t" .sh)" bash "$t"
 done
+# Workers under valgrind start slowly: kill them less often.
+FX_WORKER_WRAPPER="valgrind -q --leak-check=full --errors-for-leak-kinds=definite --error-exitcode=99" \
+	run_suite valgrind-chaos env KILLS=6 KILL_GAP_MS=3000 bash tests/chaos/run.sh
 VALGRIND=1 run_suite valgrind-sql bash tests/sql-suites.sh
 
 echo
