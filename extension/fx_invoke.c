@@ -10,7 +10,9 @@
 
 #include <ctype.h>
 
+#include "catalog/namespace.h"
 #include "catalog/pg_collation.h"
+#include "catalog/pg_namespace.h"
 #include "catalog/pg_type.h"
 #include "commands/async.h"
 #include "common/pg_prng.h"
@@ -19,6 +21,7 @@
 #include "miscadmin.h"
 #include "storage/proc.h"
 #include "utils/memutils.h"
+#include "utils/syscache.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 #include "utils/timestamp.h"
@@ -33,6 +36,7 @@ static SPIPlanPtr exists_plan = NULL;
 static SPIPlanPtr insert_plan = NULL;
 static SPIPlanPtr insert_idem_plan = NULL;
 static SPIPlanPtr idem_plan = NULL;
+static SPIPlanPtr may_plan = NULL;
 
 static SPIPlanPtr
 keep_plan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *types)
@@ -80,6 +84,7 @@ static struct
 	char	   *ref;
 	LocalTransactionId lxid;
 	TimestampTz stmt;
+	Oid			user;			/* the caller it was checked for */
 	uint64		deploys;
 	FxTarget	target;
 }			last;
@@ -87,9 +92,9 @@ static struct
 uint64		fx_deploy_count = 0;
 
 static bool
-cached(const char *ref, FxTarget *target)
+cached(const char *ref, Oid user, FxTarget *target)
 {
-	if (last.ref == NULL || last.lxid != MyProc->lxid ||
+	if (last.ref == NULL || last.lxid != MyProc->lxid || last.user != user ||
 		last.stmt != GetCurrentStatementStartTimestamp() ||
 		last.deploys != fx_deploy_count || strcmp(last.ref, ref) != 0)
 		return false;
@@ -99,7 +104,7 @@ cached(const char *ref, FxTarget *target)
 }
 
 static void
-remember(const char *ref, FxTarget *target)
+remember(const char *ref, Oid user, FxTarget *target)
 {
 	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
 
@@ -112,6 +117,7 @@ remember(const char *ref, FxTarget *target)
 	last.lxid = MyProc->lxid;
 	last.stmt = GetCurrentStatementStartTimestamp();
 	last.deploys = fx_deploy_count;
+	last.user = user;
 	last.target = *target;
 	last.target.fn = pstrdup(target->fn);
 	MemoryContextSwitchTo(old);
@@ -301,6 +307,59 @@ insert_invocation(FxTarget *t, int bucket, Jsonb *args, Datum *opt, bool *optnul
 									   SPI_tuptable->tupdesc, 1, &isnull));
 }
 
+/* The owner of schema fx: the extension's owner, who owns its tables. */
+static Oid
+fx_owner(void)
+{
+	Oid			nsp = get_namespace_oid("fx", false);
+	HeapTuple	tup = SearchSysCache1(NAMESPACEOID, ObjectIdGetDatum(nsp));
+	Oid			owner;
+
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for schema fx");
+	owner = ((Form_pg_namespace) GETSTRUCT(tup))->nspowner;
+	ReleaseSysCache(tup);
+	return owner;
+}
+
+/*
+ * Who may enqueue an invocation of fn: the function's owner and members of
+ * that role, and the sql of the owner's functions (the role a version of
+ * one of them names at deploy), so that a function can enqueue others in
+ * its own transaction.  Superusers are not checked.  Runs as fx's owner,
+ * inside SPI.
+ */
+static void
+check_may_invoke(const char *fn, Oid caller)
+{
+	Oid			types[3] = {TEXTOID, OIDOID, TEXTOID};
+	Datum		values[3];
+	bool		isnull;
+	int			ret;
+
+	values[0] = CStringGetTextDatum(fn);
+	values[1] = ObjectIdGetDatum(caller);
+	values[2] = CStringGetTextDatum(GetUserNameFromId(caller, false));
+	ret = SPI_execute_plan(keep_plan(&may_plan,
+									 "SELECT pg_has_role($2, f.owner, 'USAGE')"
+									 " OR EXISTS (SELECT 1 FROM fx.version v"
+									 " JOIN fx.function g ON g.name = v.fn"
+									 " WHERE g.owner = f.owner AND v.options->>'role' = $3),"
+									 " f.owner::text"
+									 " FROM fx.function f WHERE f.name = $1",
+									 3, types),
+						   values, NULL, true, 1);
+	if (ret != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "checking the right to invoke \"%s\" failed", fn);
+	if (!DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to invoke function \"%s\"", fn),
+				 errdetail("Function \"%s\" belongs to role \"%s\".", fn,
+						   SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2)),
+				 errhint("Its owner, members of the owner's role, and the sql of the owner's functions may invoke it.")));
+}
+
 /*
  * fx_invoke(fn, args, key, delay, idempotency_key, queue, priority) -> id
  */
@@ -315,6 +374,9 @@ fx_invoke(PG_FUNCTION_ARGS)
 	FxTarget	target;
 	int64		id;
 	bool		hit;
+	Oid			caller;
+	int			sec;
+	bool		switched;
 
 	fx_require_args(fcinfo, "args");
 	ref = text_to_cstring(PG_GETARG_TEXT_PP(0));
@@ -346,18 +408,33 @@ fx_invoke(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("idempotency key must not be empty")));
 
+	/*
+	 * Callers other than superusers cannot read or write fx's tables: the
+	 * lookups and the insert run as fx's owner once the right to invoke is
+	 * checked.  An error on the way restores the caller at (sub)transaction
+	 * abort.
+	 */
+	GetUserIdAndSecContext(&caller, &sec);
+	switched = !superuser_arg(caller);
+	if (switched)
+		SetUserIdAndSecContext(fx_owner(), sec | SECURITY_LOCAL_USERID_CHANGE |
+							   SECURITY_RESTRICTED_OPERATION);
 	SPI_connect();
-	hit = cached(ref, &target);
+	hit = cached(ref, caller, &target);
 	if (!hit)
 	{
 		fx_resolve(ref, &target);
-		remember(ref, &target);
+		if (switched)
+			check_may_invoke(target.fn, caller);
+		remember(ref, caller, &target);
 	}
 	id = insert_invocation(&target,
 						   choose_bucket(target.fn,
 										 optnull[0] ? NULL : PG_GETARG_TEXT_PP(2)),
 						   args, opt, optnull, priority);
 	SPI_finish();
+	if (switched)
+		SetUserIdAndSecContext(caller, sec);
 
 	PG_RETURN_INT64(id);
 }

@@ -335,14 +335,16 @@ static const char deploy_usage[] =
 "usage: fx deploy NAME DIR [--cmd \"PROGRAM ARGS\"] [--mode simple|session]\n"
 "       fx deploy NAME --image FILE [--cmd \"PROGRAM ARGS\"] [options]\n"
 "                 [--memory MB] [--timeout DURATION] [--retries N] [--cpu N]\n"
-"                 [--net] [--env KEY=VALUE]... [--db CONNINFO]\n"
+"                 [--net] [--env KEY=VALUE]... [--role ROLE] [--db CONNINFO]\n"
 "Packs DIR (or takes the container image FILE: `docker save` output or an\n"
 "OCI image layout tar) and stores it as a new version of function NAME.\n"
 "  --cmd      program and arguments, run in the bundle directory (default ./main;\n"
 "             for an image, its entrypoint and cmd)\n"
 "  --mode     simple: one process per invocation, args on stdin, result on stdout;\n"
 "             session: a warm process speaking the fx protocol (default simple)\n"
-"  --timeout  e.g. 30s, 500ms, 2m (default 30s)\n";
+"  --timeout  e.g. 30s, 500ms, 2m (default 30s)\n"
+"  --role     the role the function's sql runs as (session mode; it must be able\n"
+"             to log in and not be a superuser)\n";
 
 int
 fx_cli_deploy(int argc, char **argv)
@@ -353,7 +355,7 @@ fx_cli_deploy(int argc, char **argv)
 		{"retries", required_argument, NULL, 'r'}, {"cpu", required_argument, NULL, 'C'},
 		{"net", no_argument, NULL, 'n'}, {"env", required_argument, NULL, 'e'},
 		{"db", required_argument, NULL, 'd'}, {"help", no_argument, NULL, 'h'},
-		{"image", required_argument, NULL, 'I'}, {0}
+		{"image", required_argument, NULL, 'I'}, {"role", required_argument, NULL, 'R'}, {0}
 	};
 	cJSON	   *options = cJSON_CreateObject();
 	const char *image = NULL;
@@ -396,6 +398,9 @@ fx_cli_deploy(int argc, char **argv)
 				break;
 			case 'n':
 				cJSON_AddTrueToObject(options, "net");
+				break;
+			case 'R':
+				cJSON_AddStringToObject(options, "role", optarg);
 				break;
 			case 'e':
 				if (strchr(optarg, '=') == NULL)

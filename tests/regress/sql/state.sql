@@ -56,6 +56,19 @@ SELECT fx.finish_tx('w', gen_random_uuid(), '{"id": 1, "epoch": 1, "ok": true}')
 SELECT * FROM fx.claim('w', 1);
 SELECT fx.reap();
 SELECT * FROM fx.state;
+-- It may enqueue invocations of its owner's functions in its transaction:
+-- they exist if and only if that transaction commits.
+BEGIN;
+SELECT fx_invoke('st', '{"child": true}', key => 'k2') > 0 AS enqueued;
+ROLLBACK;
+SELECT fx_invoke('st', '{"child": true}', key => 'k2') > 0 AS enqueued;
 RESET ROLE;
+SELECT count(*) AS children FROM fx.invocation WHERE args ? 'child';
+-- Another role may not.
+CREATE ROLE state_other;
+SET ROLE state_other;
+SELECT fx_invoke('st', '{}');
+RESET ROLE;
+DROP ROLE state_other;
 
 DROP ROLE state_nologin;
