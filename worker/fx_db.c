@@ -386,6 +386,8 @@ retry_closed(uv_handle_t *h)
 void
 fx_db_close(fx_db *db)
 {
+	if (db->state == FX_DB_CLOSED)
+		return;
 	db->state = FX_DB_CLOSED;
 	drop_poll(db);
 	if (db->conn)

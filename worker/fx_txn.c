@@ -129,8 +129,12 @@ fail_pending(fx_txn *t)
 static void
 maybe_free(fx_txn *t)
 {
-	if (t->ended && t->inflight == 0 && t->pending == NULL)
-		free(t);
+	if (!t->ended || t->inflight > 0 || t->pending != NULL)
+		return;
+	/* Lost while ending: conn_lost, still to come, must not find it. */
+	if (t->conn && t->conn->txn == t)
+		t->conn->txn = NULL;
+	free(t);
 }
 
 static void
@@ -209,8 +213,8 @@ conn_release(fx_txn_conn *c)
 	fx_txn_pool *pool = c->pool;
 
 	c->txn = NULL;
-	if (c->dead)
-		return;
+	if (c->dead || c->db.state == FX_DB_DOWN)
+		return;					/* lost: conn_lost closes it */
 	if (pool->closing || pool->nidle >= MAX_IDLE || c->db.state != FX_DB_READY)
 	{
 		c->dead = true;

@@ -104,8 +104,22 @@ kills=0
 restarts=0
 zombies=0
 cuts=0
+crashes=0
+# A worker that exited though nobody killed it crashed: count it, replace it.
+check_alive() {
+	local i
+	for ((i = 0; i < WORKERS; i++)); do
+		if ! kill -0 "${W[$i]}" 2>/dev/null; then
+			wait "${W[$i]}" 2>/dev/null
+			echo "# worker $i (pid ${W[$i]}) exited by itself"
+			crashes=$((crashes + 1))
+			start_worker "$i"
+		fi
+	done
+}
 begun=$SECONDS
 while [ $kills -lt "$KILLS" ]; do
+	check_alive
 	gap=$((KILL_GAP_MS + RANDOM % 300))
 	sleep "$((gap / 1000)).$(printf %03d $((gap % 1000)))"
 	i=$((RANDOM % WORKERS))
@@ -143,6 +157,8 @@ settled() {
 	[ "$(q "SELECT count(*) FROM fx.invocation WHERE status IN ('queued', 'running')")" = 0 ]
 }
 wait_for "every invocation ends within ${DRAIN_S} s" "$DRAIN_S" settled
+check_alive
+check_eq "no worker exited by itself" 0 "$crashes"
 for ((i = 0; i < WORKERS; i++)); do kill -TERM "${W[$i]}" 2>/dev/null; done
 for ((i = 0; i < WORKERS; i++)); do wait "${W[$i]}" 2>/dev/null; done
 
