@@ -18,7 +18,7 @@ For tests only: {"fail_after": true} raises after the money has moved and
 the log row is written, to show that none of it commits.
 
     fx psql -f examples/bank/setup.sql
-    fx psql -f examples/bank/deploy.sql
+    fx deploy bank examples/bank --cmd "python3 main.py" --mode session --role bank_fn
     fx invoke bank '{"from":"alice","to":"bob","amount":10}'
 """
 

@@ -105,8 +105,8 @@ echo "# k20 ran on $(q "SELECT count(DISTINCT worker) FROM fx.invocation WHERE f
 cd "$FX_ROOT" || exit 1
 check "fx psql -f examples/bank/setup.sql" "$FX_BIN" psql -X -q -f examples/bank/setup.sql
 check "setup.sql runs again without error" "$FX_BIN" psql -X -q -f examples/bank/setup.sql
-check "fx psql -f examples/bank/deploy.sql (role bank_fn)" \
-	"$FX_BIN" psql -X -q -o /dev/null -f examples/bank/deploy.sql
+check "fx deploy bank --role bank_fn" \
+	fx_deploy bank examples/bank --cmd "python3 main.py" --mode session --role bank_fn --retries 2
 check_eq "bank's version names the role" bank_fn \
 	"$(q "SELECT options->>'role' FROM fx.version WHERE fn = 'bank' ORDER BY version DESC LIMIT 1")"
 check_eq "sample accounts" "alice=100 bob=50" "$(balances)"
