@@ -17,6 +17,8 @@
 #include <archive.h>
 #include <archive_entry.h>
 
+#include "access/genam.h"
+#include "access/table.h"
 #include "catalog/pg_authid.h"
 #include "catalog/pg_type.h"
 #include "common/cryptohash.h"
@@ -25,6 +27,7 @@
 #include "fmgr.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
+#include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/json.h"
@@ -171,6 +174,26 @@ option_env(FxOptions *o, JsonbValue *v)
 	o->env_json = buf.data;
 }
 
+/* Whether role is a member, directly or not, of a superuser role. */
+static bool
+has_superuser_role(Oid role)
+{
+	Relation	rel = table_open(AuthIdRelationId, AccessShareLock);
+	SysScanDesc scan = systable_beginscan(rel, InvalidOid, false, NULL, 0, NULL);
+	HeapTuple	tup;
+	bool		found = false;
+
+	while (!found && HeapTupleIsValid(tup = systable_getnext(scan)))
+	{
+		Form_pg_authid r = (Form_pg_authid) GETSTRUCT(tup);
+
+		found = r->rolsuper && is_member_of_role(role, r->oid);
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return found;
+}
+
 /*
  * The role a function's sql runs as: the worker logs in as it, so it must
  * exist, be able to log in, and not be a superuser.
@@ -199,6 +222,12 @@ option_role(FxOptions *o, JsonbValue *v)
 				 errmsg("role \"%s\" is a superuser", name),
 				 errdetail("A function's sql never runs as a superuser."),
 				 errhint("Create a role of its own for the function: CREATE ROLE fn_%s LOGIN.", name)));
+	if (has_superuser_role(role->oid))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("role \"%s\" is a member of a superuser role", name),
+				 errdetail("Its sql could SET ROLE to that role; a function's sql never runs as a superuser."),
+				 errhint("Give the function a role of its own that no superuser role is granted to.")));
 	if (!role->rolcanlogin)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),

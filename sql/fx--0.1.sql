@@ -405,7 +405,7 @@ AS $$
 								 * interval '1 ms' END,
 			   finished_at = CASE
 					WHEN it.ok OR NOT coalesce(it.retryable, true) OR i.max_attempts = 1
-						 OR i.attempts - i.lost >= i.max_attempts THEN now() END,
+						 OR i.attempts - i.lost >= i.max_attempts THEN clock_timestamp() END,
 			   wall_ms = it.wall_ms, cpu_ms = it.cpu_ms,
 			   max_rss_kb = it.max_rss_kb, start_kind = it.start,
 			   lease_owner = NULL, lease_pid = NULL, lease_expiry = NULL,

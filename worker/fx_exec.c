@@ -20,6 +20,7 @@
 
 #include "fx/fx_common.h"
 #include "fx_exec.h"
+#include "fx_json.h"
 #include "fx_log.h"
 #include "fx_proc.h"
 
@@ -438,8 +439,16 @@ simple_outcome(fx_simple *s, fx_inv *inv)
 		free(detail);
 		return;
 	}
-	inv->result = s->out_len == 0 || strspn(s->out, " \t\r\n") == s->out_len
-		? cJSON_CreateNull() : cJSON_ParseWithLength(s->out, s->out_len);
+	if (s->out_len == 0 || strspn(s->out, " \t\r\n") == s->out_len)
+		inv->result = cJSON_CreateNull();
+	else
+	{
+		/* Checked by cJSON, kept as written (see fx_json.h). */
+		cJSON	   *parsed = cJSON_ParseWithLength(s->out, s->out_len);
+
+		inv->result = parsed ? fx_json_raw(s->out, s->out_len) : NULL;
+		cJSON_Delete(parsed);
+	}
 	if (inv->result == NULL)
 	{
 		char	   *detail = fx_xasprintf("stdout began: %.200s", s->out);
@@ -534,7 +543,7 @@ session_invoke(fx_session *s)
 {
 	fx_inv	   *inv = s->inv;
 	cJSON	   *msg = cJSON_CreateObject();
-	cJSON	   *args = cJSON_Parse(inv->args);
+	cJSON	   *args = cJSON_CreateRaw(inv->args);	/* as PostgreSQL wrote it */
 
 	s->state = SESSION_BUSY;
 	cJSON_AddStringToObject(msg, "type", "invoke");
@@ -578,7 +587,7 @@ session_done(fx_session *s)
 }
 
 static void
-session_reply(fx_session *s, cJSON *msg)
+session_reply(fx_session *s, cJSON *msg, const char *body, size_t n)
 {
 	cJSON	   *inv_id = cJSON_GetObjectItem(msg, "id");
 	const char *type = cJSON_GetObjectItem(msg, "type")->valuestring;
@@ -592,9 +601,10 @@ session_reply(fx_session *s, cJSON *msg)
 	}
 	if (strcmp(type, "result") == 0)
 	{
-		cJSON	   *value = cJSON_DetachItemFromObject(msg, "value");
+		size_t		len;
+		const char *value = fx_json_member(body, n, "value", &len);
 
-		inv->result = value ? value : cJSON_CreateNull();
+		inv->result = value ? fx_json_raw(value, len) : cJSON_CreateNull();
 		inv->finished = true;
 		inv->ok = true;
 	}
@@ -656,11 +666,11 @@ session_message(fx_session *s, const char *body, size_t n)
 	}
 	else if (strcmp(type->valuestring, "result") == 0 ||
 			 strcmp(type->valuestring, "error") == 0)
-		session_reply(s, msg);
+		session_reply(s, msg, body, n);
 	else if ((seq = cJSON_GetObjectItem(msg, "seq")) != NULL && s->state == SESSION_BUSY)
 	{
 		if (s->ex->on_request)
-			s->ex->on_request(s->inv, type->valuestring, msg);
+			s->ex->on_request(s->inv, type->valuestring, msg, body, n);
 		else
 		{
 			char	   *err = fx_xasprintf("unsupported request \"%s\"", type->valuestring);

@@ -115,10 +115,12 @@ struct fx_exec
 
 	/*
 	 * A request (state.get, sql, ...) from the session function running
-	 * inv; msg is valid only during the call.  Answer with fx_exec_reply,
+	 * inv: msg parsed, and its text body[0..n); both valid only during the
+	 * call.  Answer with fx_exec_reply,
 	 * now or later: a reply after the attempt ended is dropped.
 	 */
-	void		(*on_request) (fx_inv *inv, const char *type, const cJSON *msg);
+	void		(*on_request) (fx_inv *inv, const char *type, const cJSON *msg,
+								   const char *body, size_t n);
 	void	   *data;
 };
 

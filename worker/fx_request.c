@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fx_json.h"
 #include "fx_log.h"
 #include "fx_request.h"
 
@@ -75,7 +76,7 @@ state_read_cb(fx_db *db, PGresult *res, void *arg)
 	}
 	if (!inv->state_loaded)
 	{
-		inv->state = PQntuples(res) == 1 ? cJSON_Parse(PQgetvalue(res, 0, 0)) : NULL;
+		inv->state = PQntuples(res) == 1 ? cJSON_CreateRaw(PQgetvalue(res, 0, 0)) : NULL;
 		inv->state_loaded = true;
 	}
 	pending_reply(p, inv, inv->state ? cJSON_Duplicate(inv->state, true) : NULL, NULL, NULL);
@@ -97,19 +98,16 @@ state_get(fx_requests *r, fx_inv *inv, const cJSON *seq)
 }
 
 static void
-state_set(fx_requests *r, fx_inv *inv, const cJSON *seq, const cJSON *value)
+state_set(fx_requests *r, fx_inv *inv, const cJSON *seq, const char *body, size_t len)
 {
-	char	   *text;
 	size_t		n;
+	const char *value = fx_json_member(body, len, "value", &n);
 
 	if (value == NULL)
 	{
 		fx_exec_reply(inv, seq, NULL, "state.set needs a \"value\"", "22023");
 		return;
 	}
-	text = cJSON_PrintUnformatted(value);
-	n = text ? strlen(text) : 0;
-	cJSON_free(text);
 	if (n > (size_t) r->max_state_size)
 	{
 		char	   *why = fx_xasprintf("state of %zu bytes exceeds the limit of %d bytes (fx.max_state_size)",
@@ -120,7 +118,7 @@ state_set(fx_requests *r, fx_inv *inv, const cJSON *seq, const cJSON *value)
 		return;
 	}
 	cJSON_Delete(inv->state);
-	inv->state = cJSON_Duplicate(value, true);
+	inv->state = fx_json_raw(value, n);		/* as written: see fx_json.h */
 	inv->state_loaded = true;
 	inv->state_op = FX_STATE_SET;
 	fx_exec_reply(inv, seq, NULL, NULL, NULL);
@@ -196,7 +194,7 @@ rows_value(PGresult *res)
 }
 
 static void
-sql_cb(void *arg, PGresult *res)
+sql_cb(void *arg, PGresult *res, const char *why)
 {
 	pending    *p = arg;
 	fx_inv	   *inv = pending_take(p);
@@ -207,7 +205,7 @@ sql_cb(void *arg, PGresult *res)
 		return;
 	if (res == NULL)
 	{
-		pending_reply(p, inv, NULL, "the invocation's database connection was lost", "08006");
+		pending_reply(p, inv, NULL, why, "08006");
 		return;
 	}
 	if (PQresultStatus(res) == PGRES_TUPLES_OK || PQresultStatus(res) == PGRES_COMMAND_OK)
@@ -220,19 +218,28 @@ sql_cb(void *arg, PGresult *res)
 	pending_reply(p, inv, NULL, msg ? msg : PQresultErrorMessage(res), code ? code : "XX000");
 }
 
-/* A JSON parameter as text: strings as they are, the rest as JSON. */
+/*
+ * A JSON parameter as text: a string as its characters, null as NULL, the
+ * rest (numbers above all) as the function wrote them.
+ */
 static char *
-param_text(const cJSON *v)
+param_text(const cJSON *v, const char *text, size_t len)
 {
+	char	   *copy;
+
 	if (cJSON_IsNull(v))
 		return NULL;
 	if (cJSON_IsString(v))
 		return fx_xstrdup(v->valuestring);
-	return cJSON_PrintUnformatted(v);
+	copy = fx_xmalloc(len + 1);
+	memcpy(copy, text, len);
+	copy[len] = '\0';
+	return copy;
 }
 
 static void
-sql(fx_requests *r, fx_inv *inv, const cJSON *msg, const cJSON *seq)
+sql(fx_requests *r, fx_inv *inv, const cJSON *msg, const cJSON *seq, const char *body,
+	size_t len)
 {
 	const cJSON *query = cJSON_GetObjectItem(msg, "query");
 	const cJSON *params = cJSON_GetObjectItem(msg, "params");
@@ -264,8 +271,20 @@ sql(fx_requests *r, fx_inv *inv, const cJSON *msg, const cJSON *seq)
 	}
 	n = cJSON_GetArraySize(params);
 	values = fx_xcalloc(n > 0 ? n : 1, sizeof(char *));
-	for (int i = 0; i < n; i++)
-		values[i] = param_text(cJSON_GetArrayItem(params, i));
+	if (n > 0)
+	{
+		size_t		plen;
+		const char *ptext = fx_json_member(body, len, "params", &plen);
+		const char **starts = fx_xcalloc(n, sizeof(char *));
+		size_t	   *lens = fx_xcalloc(n, sizeof(size_t));
+
+		/* cJSON validated the text, so this finds the same n elements */
+		if (ptext != NULL && fx_json_elements(ptext, plen, starts, lens, n) == n)
+			for (int i = 0; i < n; i++)
+				values[i] = param_text(cJSON_GetArrayItem(params, i), starts[i], lens[i]);
+		free(starts);
+		free(lens);
+	}
 	if (inv->txn == NULL)
 	{
 		int64_t		left = inv->deadline_ms - fx_now_ms();
@@ -275,12 +294,13 @@ sql(fx_requests *r, fx_inv *inv, const cJSON *msg, const cJSON *seq)
 	fx_txn_sql(inv->txn, query->valuestring, n, (const char *const *) values, sql_cb,
 			   pending_new(r, inv, seq));
 	for (int i = 0; i < n; i++)
-		cJSON_free(values[i]);
+		free(values[i]);
 	free(values);
 }
 
 void
-fx_request_handle(fx_requests *r, fx_inv *inv, const char *type, const cJSON *msg)
+fx_request_handle(fx_requests *r, fx_inv *inv, const char *type, const cJSON *msg,
+				  const char *body, size_t n)
 {
 	const cJSON *seq = cJSON_GetObjectItem(msg, "seq");
 
@@ -290,11 +310,11 @@ fx_request_handle(fx_requests *r, fx_inv *inv, const char *type, const cJSON *ms
 	else if (strcmp(type, "state.get") == 0)
 		state_get(r, inv, seq);
 	else if (strcmp(type, "state.set") == 0)
-		state_set(r, inv, seq, cJSON_GetObjectItem(msg, "value"));
+		state_set(r, inv, seq, body, n);
 	else if (strcmp(type, "state.delete") == 0)
 		state_delete(inv, seq);
 	else if (strcmp(type, "sql") == 0)
-		sql(r, inv, msg, seq);
+		sql(r, inv, msg, seq, body, n);
 	else
 	{
 		char	   *why = fx_xasprintf("unsupported request \"%s\"", type);

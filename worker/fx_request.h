@@ -29,7 +29,8 @@ typedef struct fx_requests
 	void	   *arg;
 } fx_requests;
 
+/* msg is the request parsed, body[0..n) its text (fx_exec's on_request). */
 void		fx_request_handle(fx_requests *r, fx_inv *inv, const char *type,
-							  const cJSON *msg);
+							  const cJSON *msg, const char *body, size_t n);
 
 #endif							/* FX_REQUEST_H */

@@ -23,6 +23,18 @@
 
 #define MAX_IDLE 32
 
+/*
+ * The deploy refused a superuser role, but roles change: before the first
+ * statement, make sure this one still cannot become a superuser (by being
+ * one, or with SET ROLE to a role it is a member of).  (A format string:
+ * "%%" is "%".)
+ */
+#define SAFE_ROLE \
+	"DO $fx$ BEGIN IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles r" \
+	" WHERE r.rolsuper AND pg_catalog.pg_has_role(current_user, r.oid, 'MEMBER'))" \
+	" THEN RAISE EXCEPTION 'role %% is or can become a superuser: its sql does not run'," \
+	" current_user; END IF; END $fx$;"
+
 struct fx_txn_conn
 {
 	fx_db		db;
@@ -68,6 +80,7 @@ struct fx_txn
 	bool		savepoint;		/* savepoint fx exists */
 	bool		ended;			/* commit or abort was asked */
 	bool		broken;			/* the connection was lost */
+	char	   *why;			/* the transaction could not begin */
 	int			inflight;		/* fx_db queries carrying this txn */
 	op		   *pending;
 	op		  **pending_tail;
@@ -134,6 +147,7 @@ maybe_free(fx_txn *t)
 	/* Lost while ending: conn_lost, still to come, must not find it. */
 	if (t->conn && t->conn->txn == t)
 		t->conn->txn = NULL;
+	free(t->why);
 	free(t);
 }
 
@@ -316,8 +330,10 @@ free_op(op *o)
 static void
 op_fail(op *o, const char *why)
 {
+	if (o->t->why)
+		why = o->t->why;
 	if (o->kind == OP_SQL)
-		o->cb(o->arg, NULL);
+		o->cb(o->arg, NULL, why);
 	else
 		o->ccb(o->arg, FX_TXN_FAILED, why);
 	free_op(o);
@@ -343,7 +359,11 @@ prefix_cb(fx_db *db, PGresult *res, void *arg)
 		 * The statement queued right behind must not run outside the
 		 * transaction: drop the connection, which fails it and rolls back.
 		 */
+		const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+
 		fx_warn("cannot open the invocation's savepoint: %s", fx_db_error(res));
+		free(t->why);
+		t->why = fx_xstrdup(msg ? msg : "the invocation's transaction could not begin");
 		conn_lost(db);
 	}
 	(void) o;
@@ -359,7 +379,7 @@ stmt_cb(fx_db *db, PGresult *res, void *arg)
 	if (res && PQresultStatus(res) != PGRES_COMMAND_OK &&
 		PQresultStatus(res) != PGRES_TUPLES_OK && db->state == FX_DB_READY)
 		fx_db_query_simple(db, "ROLLBACK TO SAVEPOINT fx", ignore_cb, NULL);
-	o->cb(o->arg, res);
+	o->cb(o->arg, res, res ? NULL : t->why ? t->why : "the invocation's database connection was lost");
 	free_op(o);
 	done_query(t);
 }
@@ -372,9 +392,10 @@ send_sql(fx_txn *t, op *o)
 
 	if (!t->began)
 		prefix = fx_xasprintf("BEGIN; SELECT set_config('statement_timeout', '%d', true),"
+							  " set_config('lock_timeout', '%d', true),"
 							  " set_config('idle_in_transaction_session_timeout', '%d', true);"
-							  " SAVEPOINT fx",
-							  t->timeout_ms, t->timeout_ms + 5000);
+							  SAFE_ROLE " SAVEPOINT fx",
+							  t->timeout_ms, t->timeout_ms, t->timeout_ms + 5000);
 	else
 		prefix = fx_xstrdup("RELEASE SAVEPOINT fx; SAVEPOINT fx");
 	t->began = true;
@@ -513,10 +534,19 @@ rolled_back_cb(fx_db *db, PGresult *res, void *arg)
 	fx_txn_conn *c = t->conn;
 
 	(void) db;
-	(void) res;
 	t->conn = NULL;
 	if (c && c->txn == t)
-		conn_release(c);
+	{
+		if (res && PQresultStatus(res) != PGRES_COMMAND_OK && PQresultStatus(res) != PGRES_TUPLES_OK)
+		{
+			/* Never hand on a connection whose transaction may be open. */
+			c->txn = NULL;
+			c->dead = true;
+			fx_db_close(&c->db);
+		}
+		else
+			conn_release(c);
+	}
 	done_query(t);
 }
 
@@ -526,6 +556,22 @@ fx_txn_abort(fx_txn *t)
 	t->ended = true;
 	if (t->conn && !t->broken && t->connected)
 	{
+		PGconn	   *conn = t->conn->db.conn;
+
+		/*
+		 * A statement still running (the function timed out or failed while
+		 * waiting for it) would hold its locks until it ends: cancel it.
+		 * A cancel that arrives when the session is idle is ignored.
+		 */
+		if (t->conn->db.sent && conn)
+		{
+			PGcancel   *cancel = PQgetCancel(conn);
+			char		err[256];
+
+			if (cancel && !PQcancel(cancel, err, sizeof(err)))
+				fx_warn("cannot cancel the statement of a failed invocation: %s", err);
+			PQfreeCancel(cancel);
+		}
 		t->inflight++;
 		fx_db_query_simple(&t->conn->db, t->began ? "ROLLBACK" : "SELECT 1",
 						   rolled_back_cb, t);

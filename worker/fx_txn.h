@@ -34,8 +34,11 @@ typedef struct fx_txn_pool
 	void		(*on_closed) (struct fx_txn_pool *pool);	/* all closed after shutdown */
 } fx_txn_pool;
 
-/* A statement's outcome: res is NULL if the connection was lost. */
-typedef void (*fx_txn_sql_cb) (void *arg, PGresult *res);
+/*
+ * A statement's outcome: res is NULL if it could not run, with why: the
+ * connection was lost, or the transaction could not begin.
+ */
+typedef void (*fx_txn_sql_cb) (void *arg, PGresult *res, const char *why);
 
 typedef enum fx_txn_outcome
 {

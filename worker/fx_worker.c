@@ -384,11 +384,11 @@ find_running(void *arg, int64_t id, int epoch)
 }
 
 static void
-on_request(fx_inv *inv, const char *type, const cJSON *msg)
+on_request(fx_inv *inv, const char *type, const cJSON *msg, const char *body, size_t n)
 {
 	fx_worker  *w = inv->ex->data;
 
-	fx_request_handle(&w->requests, inv, type, msg);
+	fx_request_handle(&w->requests, inv, type, msg, body, n);
 }
 
 /* ---------------------------------------------------------------------
