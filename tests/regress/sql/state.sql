@@ -10,6 +10,11 @@ CREATE ROLE state_nologin;
 SELECT fx_deploy('st-bad', 'true', NULL, '{"role": "no_such_role"}');
 SELECT fx_deploy('st-bad', 'true', NULL, '{"role": "state_nologin"}');
 SELECT fx_deploy('st-bad', 'true', NULL, format('{"role": "%s"}', current_user)::jsonb);
+-- nor be able to SET ROLE to a superuser.
+CREATE ROLE state_sneaky LOGIN;
+DO $$ BEGIN EXECUTE format('GRANT %I TO state_sneaky', current_user); END $$;
+SELECT fx_deploy('st-bad', 'true', NULL, '{"role": "state_sneaky"}');
+DROP ROLE state_sneaky;
 SELECT fx_deploy('st-bad', 'true', NULL, '{"role": 7}');
 SELECT fx_deploy('st-bad', 'true', NULL, '{"role": ""}');
 SELECT count(*) AS nothing_deployed FROM fx.function WHERE name = 'st-bad';
