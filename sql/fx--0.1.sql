@@ -322,9 +322,12 @@ RETURNS TABLE (id bigint, epoch int, fn text, version int, args jsonb,
 			   key text, attempt int, idempotency_key text, hash text,
 			   command text[], mode text, memory_mb int, timeout_ms int,
 			   options jsonb, token uuid)
-LANGUAGE sql VOLATILE
+LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
+#variable_conflict use_column
+BEGIN
+	RETURN QUERY
 	WITH picked AS (
 		SELECT q.id FROM fx.invocation q
 		 WHERE q.status = 'queued' AND q.not_before <= now()
@@ -353,7 +356,8 @@ AS $$
 		   coalesce(c.idempotency_key, 'fx-' || c.id), c.hash, c.command,
 		   c.mode, c.memory_mb, c.timeout_ms, c.options, c.lease_token
 	  FROM claimed c
-	 ORDER BY c.priority DESC, c.id
+	 ORDER BY c.priority DESC, c.id;
+END
 $$;
 
 /* The code bundle of a version, fetched by a worker that has not cached it. */
@@ -380,9 +384,12 @@ $$;
  */
 CREATE FUNCTION fx.finish(owner text, items jsonb, backoff_ms int DEFAULT 1000)
 RETURNS SETOF bigint
-LANGUAGE sql VOLATILE
+LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
+#variable_conflict use_column
+BEGIN
+	RETURN QUERY
 	WITH it AS (
 		SELECT * FROM jsonb_to_recordset(items) AS x(
 			id bigint, epoch int, ok boolean, result jsonb, error text,
@@ -442,7 +449,8 @@ AS $$
 		SELECT count(pg_notify('fx_done_' || d.waiter, d.id::text)) AS n
 		  FROM done d WHERE d.waiter IS NOT NULL AND d.status <> 'queued'
 	)
-	SELECT d.id FROM done d, notified
+	SELECT d.id FROM done d, notified;
+END
 $$;
 
 /*
@@ -554,12 +562,13 @@ $$;
  * function's sql ran in, in a session of the function's role.  Fenced like
  * fx.finish and also by the lease's secret token, which only the worker
  * holding the lease knows, so a function cannot finish another
- * invocation.  Returns whether the completion was accepted; the worker
- * commits only if it was, so a stale worker commits none of the
+ * invocation.  Returns whether the completion was accepted; strict raises
+ * FXL01 instead of returning false, so that the worker can send COMMIT in
+ * the same round trip and a stale worker still commits none of the
  * function's writes.
  */
 CREATE FUNCTION fx.finish_tx(owner text, token uuid, item jsonb,
-							 backoff_ms int DEFAULT 1000)
+							 backoff_ms int DEFAULT 1000, strict boolean DEFAULT false)
 RETURNS boolean
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -569,10 +578,34 @@ BEGIN
 	 WHERE i.id = (item->>'id')::bigint AND i.lease_token = token
 	   AND i.lease_owner = owner AND i.status = 'running'
 	   FOR UPDATE;
-	IF NOT FOUND THEN
-		RETURN false;
+	IF FOUND AND EXISTS (SELECT 1 FROM fx.finish(owner, jsonb_build_array(item), backoff_ms)) THEN
+		RETURN true;
 	END IF;
-	RETURN EXISTS (SELECT 1 FROM fx.finish(owner, jsonb_build_array(item), backoff_ms));
+	IF strict THEN
+		/* the worker sends COMMIT right behind: this makes it roll back */
+		RAISE EXCEPTION 'invocation % is no longer leased to %', item->>'id', owner
+			USING ERRCODE = 'FXL01';
+	END IF;
+	RETURN false;
+END
+$$;
+
+/*
+ * Run by the worker when it opens the transaction a function's sql runs in,
+ * in the function role's session: the deploy refused a superuser role, but
+ * roles change, and a role that can SET ROLE to a superuser is one too.
+ */
+CREATE FUNCTION fx.assert_sql_role() RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF EXISTS (SELECT 1 FROM pg_roles r
+			   WHERE r.rolsuper AND pg_has_role(current_user, r.oid, 'MEMBER')) THEN
+		RAISE EXCEPTION 'role "%" is or can become a superuser: its sql does not run', current_user
+			USING ERRCODE = 'insufficient_privilege',
+				  HINT = 'Give the function a role of its own that no superuser role is granted to.';
+	END IF;
 END
 $$;
 
@@ -600,10 +633,11 @@ $$;
 
 /*
  * Privileges.  Workers and administrators use the functions of schema fx;
- * a function's role only ever calls fx.finish_tx (fenced by the lease
- * token) from inside its invocation's transaction.
+ * a function's role only ever calls fx.assert_sql_role and fx.finish_tx
+ * (fenced by the lease token) from inside its invocation's transaction.
  */
 GRANT USAGE ON SCHEMA fx TO PUBLIC;
 REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA fx FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION fx.finish_tx(text, uuid, jsonb, int) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION fx.finish_tx(text, uuid, jsonb, int, boolean) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION fx.assert_sql_role() TO PUBLIC;
 GRANT EXECUTE ON FUNCTION fx.bucket(text, text) TO PUBLIC;

@@ -23,17 +23,6 @@
 
 #define MAX_IDLE 32
 
-/*
- * The deploy refused a superuser role, but roles change: before the first
- * statement, make sure this one still cannot become a superuser (by being
- * one, or with SET ROLE to a role it is a member of).  (A format string:
- * "%%" is "%".)
- */
-#define SAFE_ROLE \
-	"DO $fx$ BEGIN IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles r" \
-	" WHERE r.rolsuper AND pg_catalog.pg_has_role(current_user, r.oid, 'MEMBER'))" \
-	" THEN RAISE EXCEPTION 'role %% is or can become a superuser: its sql does not run'," \
-	" current_user; END IF; END $fx$;"
 
 struct fx_txn_conn
 {
@@ -209,6 +198,8 @@ conn_new(fx_txn_pool *pool, const char *role)
 	c->db.on_lost = conn_lost;
 	c->db.on_closed = conn_closed;
 	pool->nopen++;
+	fx_debug("opening a connection as role %s (%d open, %d idle)", role,
+		   pool->nopen, pool->nidle);
 	return c;
 }
 
@@ -235,8 +226,13 @@ conn_release(fx_txn_conn *c)
 		fx_db_close(&c->db);
 		return;
 	}
-	/* What the function set for its session must not reach the next. */
-	fx_db_query_params(&c->db, "DISCARD ALL", 0, NULL, ignore_cb, NULL);
+	/*
+	 * What the function set for its session must not reach the next
+	 * invocation; cached plans stay (DISCARD ALL would drop them).
+	 */
+	fx_db_query_simple(&c->db, "RESET ALL; RESET ROLE; DEALLOCATE ALL; CLOSE ALL;"
+					   " UNLISTEN *; SELECT pg_advisory_unlock_all(); DISCARD TEMP",
+					   ignore_cb, NULL);
 	c->next = pool->idle;
 	pool->idle = c;
 	pool->nidle++;
@@ -394,7 +390,7 @@ send_sql(fx_txn *t, op *o)
 		prefix = fx_xasprintf("BEGIN; SELECT set_config('statement_timeout', '%d', true),"
 							  " set_config('lock_timeout', '%d', true),"
 							  " set_config('idle_in_transaction_session_timeout', '%d', true);"
-							  SAFE_ROLE " SAVEPOINT fx",
+							  " SELECT fx.assert_sql_role(); SAVEPOINT fx",
 							  t->timeout_ms, t->timeout_ms, t->timeout_ms + 5000);
 	else
 		prefix = fx_xstrdup("RELEASE SAVEPOINT fx; SAVEPOINT fx");
@@ -407,25 +403,56 @@ send_sql(fx_txn *t, op *o)
 	free(prefix);
 }
 
+/* After a refused or failed completion: roll back, hand the connection on. */
+static void
+after_rollback_cb(fx_db *db, PGresult *res, void *arg)
+{
+	fx_txn	   *t = arg;
+	fx_txn_conn *c = t->conn;
+
+	(void) db;
+	t->conn = NULL;
+	if (c && c->txn == t)
+	{
+		if (res && PQresultStatus(res) != PGRES_COMMAND_OK)
+		{
+			c->txn = NULL;		/* never hand on a transaction left open */
+			c->dead = true;
+			fx_db_close(&c->db);
+		}
+		else
+			conn_release(c);
+	}
+	done_query(t);
+}
+
+/*
+ * The completion and the commit went in one round trip: COMMIT means both
+ * are in; FXL01 means the lease moved (fx.finish_tx raised, so nothing is).
+ */
 static void
 finished_cb(fx_db *db, PGresult *res, void *arg)
 {
 	op		   *o = arg;
 	fx_txn	   *t = o->t;
 	fx_txn_conn *c = t->conn;
+	const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
 
-	(void) db;
-	if (o->err)
-		o->ccb(o->arg, FX_TXN_FAILED, o->err);
-	else if (res == NULL)
+	if (res == NULL)
 		o->ccb(o->arg, FX_TXN_FAILED, "connection lost while committing");
-	else if (PQresultStatus(res) != PGRES_COMMAND_OK)
-		o->ccb(o->arg, FX_TXN_FAILED, fx_db_error(res));
-	else if (strcmp(PQcmdStatus(res), "COMMIT") == 0)
+	else if (PQresultStatus(res) == PGRES_COMMAND_OK && strcmp(PQcmdStatus(res), "COMMIT") == 0)
 		o->ccb(o->arg, FX_TXN_COMMITTED, NULL);
-	else
+	else if (state && strcmp(state, "FXL01") == 0)
 		o->ccb(o->arg, FX_TXN_REFUSED, "the lease moved to another worker");
+	else
+		o->ccb(o->arg, FX_TXN_FAILED, fx_db_error(res));
 	free_op(o);
+	if (res && c && c->txn == t && PQresultStatus(res) != PGRES_COMMAND_OK)
+	{
+		/* the transaction is aborted: end it before the next one */
+		fx_db_query_simple(db, "ROLLBACK", after_rollback_cb, t);
+		return;					/* after_rollback_cb carries the count */
+	}
 	if (c && c->txn == t)
 		conn_release(c);
 	t->conn = NULL;
@@ -433,41 +460,25 @@ finished_cb(fx_db *db, PGresult *res, void *arg)
 }
 
 static void
-recorded_cb(fx_db *db, PGresult *res, void *arg)
-{
-	op		   *o = arg;
-	fx_txn	   *t = o->t;
-	bool		accepted;
-
-	if (res == NULL)
-	{
-		o->ccb(o->arg, FX_TXN_FAILED, "connection lost while recording the completion");
-		free_op(o);
-		done_query(t);
-		return;
-	}
-	accepted = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
-		strcmp(PQgetvalue(res, 0, 0), "t") == 0;
-	if (PQresultStatus(res) != PGRES_TUPLES_OK)
-		o->err = fx_xasprintf("recording the completion failed: %s", fx_db_error(res));
-	/* finished_cb carries on this query's count in t->inflight */
-	fx_db_query_simple(db, accepted ? "COMMIT" : "ROLLBACK", finished_cb, o);
-}
-
-static void
 send_commit(fx_txn *t, op *o)
 {
-	const char *params[4];
-	char		backoff[16];
+	PGconn	   *conn = t->conn->db.conn;
+	char	   *owner = PQescapeLiteral(conn, o->owner, strlen(o->owner));
+	char	   *token = PQescapeLiteral(conn, o->token, strlen(o->token));
+	char	   *item = PQescapeLiteral(conn, o->item, strlen(o->item));
+	char	   *sql;
 
-	snprintf(backoff, sizeof(backoff), "%d", o->backoff_ms);
-	params[0] = o->owner;
-	params[1] = o->token;
-	params[2] = o->item;
-	params[3] = backoff;
+	if (owner == NULL || token == NULL || item == NULL)
+		sql = fx_xstrdup("SELECT 'cannot quote the completion' :: int");
+	else
+		sql = fx_xasprintf("SELECT fx.finish_tx(%s, %s::uuid, %s::jsonb, %d, strict => true);"
+						   " COMMIT", owner, token, item, o->backoff_ms);
+	PQfreemem(owner);
+	PQfreemem(token);
+	PQfreemem(item);
 	t->inflight++;
-	fx_db_query_params(&t->conn->db, "SELECT fx.finish_tx($1, $2::uuid, $3::jsonb, $4::int)",
-					   4, params, recorded_cb, o);
+	fx_db_query_simple(&t->conn->db, sql, finished_cb, o);
+	free(sql);
 }
 
 static void
