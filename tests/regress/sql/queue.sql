@@ -305,6 +305,7 @@ SELECT args->>'n' AS n, fn, status, attempts, lost
   FROM fx.invocation ORDER BY id;
 
 -- Bad worker input.
+\set SHOW_CONTEXT never
 SELECT fx.claim('worker-a', -1);
 SELECT fx.finish('worker-a', '{"id": 1}');
 SELECT fx.release('worker-a', ARRAY[1, 2]::bigint[], ARRAY[1]) AS released;
