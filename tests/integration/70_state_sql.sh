@@ -50,6 +50,8 @@ balances() { q "SELECT string_agg(id || '=' || balance, ' ' ORDER BY id) FROM ac
 log_rows() { q "SELECT count(*) FROM transfer_log"; }
 
 ex=$FX_ROOT/examples
+# A small state limit (the worker reads it when it connects).
+q "ALTER DATABASE fx SET fx.max_state_size = '2kB'" >/dev/null
 fx_worker_start A
 
 # --- examples/cart: per-key state
@@ -68,6 +70,13 @@ out=$("$FX_BIN" invoke cart '{}' --key cart-42)
 json_eq "cart-42: {} shows the cart and changes nothing" '{"items": {"apple": 2}, "updates": 5}' "$out"
 json_eq "fx_state('cart', 'cart-42') is the cart" '{"items": {"apple": 2}, "updates": 5}' \
 	"$(q "SELECT fx_state('cart', 'cart-42')")"
+big=$(printf 'x%.0s' $(seq 3000))
+out=$(q "SELECT fx_call('cart', '{\"add\": \"$big\"}', key => 'cart-big')" 2>&1)
+case $out in
+*"exceeds the limit of 2048 bytes (fx.max_state_size)"*) ok "a state over fx.max_state_size is refused with a clear error" ;;
+*) not_ok "a state over fx.max_state_size is refused with a clear error (got: ${out:0:300})" ;;
+esac
+check_eq "and nothing was stored" "" "$(q "SELECT fx_state('cart', 'cart-big')")"
 id=$(q "SELECT fx_invoke('cart', '{\"add\":\"fig\",\"qty\":3}', key => 'cart-42')")
 json_eq "fx_invoke(..., key => 'cart-42') + fx_result" \
 	'{"items": {"apple": 2, "fig": 3}, "updates": 6}' "$(q "SELECT fx_result($id, '10s')")"
