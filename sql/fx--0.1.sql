@@ -107,7 +107,7 @@ CREATE TABLE fx.invocation (
 );
 
 /* The hot path: only queued rows are indexed for claiming. */
-CREATE INDEX invocation_ready ON fx.invocation (priority DESC, id)
+CREATE INDEX invocation_ready ON fx.invocation ((-priority::bigint), id)
 	WHERE status = 'queued';
 CREATE INDEX invocation_delayed ON fx.invocation (not_before)
 	WHERE status = 'queued';
@@ -306,7 +306,14 @@ CREATE VIEW fx.version_list AS
  * --------------------------------------------------------------------- */
 
 /*
- * Claim up to n runnable invocations for owner.  The caller's session must
+ * Claim up to n runnable invocations for owner, in order of priority, then
+ * age.  (after_priority, after_id), the last one a previous claim took,
+ * makes the scan start there: under a long-held snapshot the index entries
+ * of claimed rows cannot be removed, and a worker draining a long queue
+ * would step over all of them on every claim.  Rows behind the cursor (a
+ * retry, a delayed one come due, a new one of higher priority) are found by
+ * the next claim without one, which a worker makes whenever a claim comes
+ * back short, on every wake-up and on its tick.  The caller's session must
  * have application_name = owner: fx.reap() treats a lease whose backend is
  * gone (or no longer carries that name) as lost with its worker.
  *
@@ -317,11 +324,12 @@ CREATE VIEW fx.version_list AS
  * A concurrent claimer that holds the earlier row still shows it as queued
  * or running, so two claimers cannot both take a key.
  */
-CREATE FUNCTION fx.claim(owner text, n int, lease_slack interval DEFAULT '30s')
+CREATE FUNCTION fx.claim(owner text, n int, lease_slack interval DEFAULT '30s',
+						 after_priority int DEFAULT NULL, after_id bigint DEFAULT NULL)
 RETURNS TABLE (id bigint, epoch int, fn text, version int, args jsonb,
 			   key text, attempt int, idempotency_key text, hash text,
 			   command text[], mode text, memory_mb int, timeout_ms int,
-			   options jsonb, token uuid)
+			   options jsonb, token uuid, priority int)
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -331,11 +339,13 @@ BEGIN
 	WITH picked AS (
 		SELECT q.id FROM fx.invocation q
 		 WHERE q.status = 'queued' AND q.not_before <= now()
+		   AND (-q.priority::bigint, q.id) > (coalesce(-after_priority::bigint, -2147483649),
+											  coalesce(after_id, 0))
 		   AND (q.key IS NULL OR NOT EXISTS (
 				SELECT 1 FROM fx.invocation e
 				 WHERE e.fn = q.fn AND e.key = q.key AND e.id < q.id
 				   AND e.status IN ('queued', 'running')))
-		 ORDER BY q.priority DESC, q.id
+		 ORDER BY -q.priority::bigint, q.id
 		 LIMIT n
 		 FOR UPDATE SKIP LOCKED
 	), claimed AS (
@@ -354,7 +364,7 @@ BEGIN
 	)
 	SELECT c.id, c.lease_epoch, c.fn, c.version, c.args, c.key, c.attempts,
 		   coalesce(c.idempotency_key, 'fx-' || c.id), c.hash, c.command,
-		   c.mode, c.memory_mb, c.timeout_ms, c.options, c.lease_token
+		   c.mode, c.memory_mb, c.timeout_ms, c.options, c.lease_token, c.priority
 	  FROM claimed c
 	 ORDER BY c.priority DESC, c.id;
 END
@@ -458,11 +468,12 @@ $$;
  * up to n more, in one transaction (one commit for both).
  */
 CREATE FUNCTION fx.cycle(owner text, items jsonb, n int, backoff_ms int DEFAULT 1000,
-						 lease_slack_ms int DEFAULT 30000)
+						 lease_slack_ms int DEFAULT 30000,
+						 after_priority int DEFAULT NULL, after_id bigint DEFAULT NULL)
 RETURNS TABLE (id bigint, epoch int, fn text, version int, args jsonb,
 			   key text, attempt int, idempotency_key text, hash text,
 			   command text[], mode text, memory_mb int, timeout_ms int,
-			   options jsonb, token uuid)
+			   options jsonb, token uuid, priority int)
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -471,7 +482,8 @@ BEGIN
 		PERFORM count(*) FROM fx.finish(owner, items, backoff_ms);
 	END IF;
 	IF n > 0 THEN
-		RETURN QUERY SELECT * FROM fx.claim(owner, n, lease_slack_ms * interval '1 ms');
+		RETURN QUERY SELECT * FROM fx.claim(owner, n, lease_slack_ms * interval '1 ms',
+											after_priority, after_id);
 	END IF;
 END
 $$;

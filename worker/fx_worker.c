@@ -74,6 +74,9 @@ typedef struct fx_worker
 	int			nrunning;		/* attempts executing */
 	bool		cycling;		/* an fx.cycle is in flight */
 	bool		want_claim;		/* there may be more to claim */
+	bool		cursor;			/* claim after (cursor_priority, cursor_id) */
+	int			cursor_priority;
+	int64_t		cursor_id;
 	bool		due_unknown;	/* ask fx.next_due() once idle */
 	bool		reaping;
 	bool		draining;
@@ -189,6 +192,17 @@ cycled_cb(fx_db *db, PGresult *res, void *arg)
 		}
 	free_list(sent);
 	n = PQntuples(res);
+	/*
+	 * A full batch: the next claim goes on from its last row.  A short one:
+	 * the next looks from the start of the queue again.
+	 */
+	if (asked > 0)
+		w->cursor = n == asked;
+	if (asked > 0 && w->cursor)
+	{
+		w->cursor_priority = atoi(PQgetvalue(res, n - 1, 15));
+		w->cursor_id = strtoll(PQgetvalue(res, n - 1, 0), NULL, 10);
+	}
 	for (int i = 0; i < n; i++)
 		start(w, inv_from_row(res, i));
 	if (asked > 0 && n < asked)
@@ -217,8 +231,10 @@ cycle(fx_worker *w)
 	char	   *json;
 	char		backoff[16];
 	char		nbuf[16];
-	const char *params[5];
+	const char *params[7];
 	char		slack[16];
+	char		cprio[16];
+	char		cid[24];
 	int			n = 0;
 
 	if (w->cycling || w->db.state != FX_DB_READY)
@@ -261,6 +277,10 @@ cycle(fx_worker *w)
 	params[3] = backoff;
 	snprintf(slack, sizeof(slack), "%d", w->cfg.lease_slack_ms);
 	params[4] = slack;
+	snprintf(cprio, sizeof(cprio), "%d", w->cursor_priority);
+	snprintf(cid, sizeof(cid), "%lld", (long long) w->cursor_id);
+	params[5] = w->cursor ? cprio : NULL;
+	params[6] = w->cursor ? cid : NULL;
 	w->sending = w->done;
 	w->done = NULL;
 	w->cycling = true;
@@ -269,8 +289,9 @@ cycle(fx_worker *w)
 	fx_db_query_params(&w->db,
 					   "SELECT id, epoch, fn, version, args, key, attempt, idempotency_key,"
 					   " hash, array_to_json(command), mode, memory_mb, timeout_ms, options,"
-					   " token FROM fx.cycle($1, $2::jsonb, $3::int, $4::int, $5::int)",
-					   5, params, cycled_cb, (void *) (intptr_t) n);
+					   " token, priority"
+					   " FROM fx.cycle($1, $2::jsonb, $3::int, $4::int, $5::int, $6::int, $7::bigint)",
+					   7, params, cycled_cb, (void *) (intptr_t) n);
 	cJSON_free(json);
 }
 
@@ -831,7 +852,10 @@ on_notify(fx_db *db, const char *channel, const char *payload)
 	fx_worker  *w = worker_of(db);
 
 	if (strcmp(channel, "fx_wake") == 0)
+	{
+		w->cursor = false;		/* new work may rank before the cursor */
 		claim(w);
+	}
 	else if (strcmp(channel, "fx_cancel") == 0)
 	{
 		int64_t		id = strtoll(payload, NULL, 10);
@@ -886,6 +910,7 @@ tick_cb(uv_timer_t *t)
 		w->reaping = true;
 		fx_db_query_params(&w->db, "SELECT fx.reap()", 0, NULL, reaped_cb, NULL);
 	}
+	w->cursor = false;			/* retries and delayed ones behind it */
 	if (++w->ticks % w->cfg.claim_every == 0)
 		claim(w);
 }
