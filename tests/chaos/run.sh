@@ -53,6 +53,7 @@ q "CREATE ROLE chaos_fn LOGIN;
    CREATE TABLE chaos_account (id int PRIMARY KEY, balance bigint NOT NULL);
    CREATE TABLE chaos_history (transfer bigint NOT NULL, account int NOT NULL,
                                delta bigint NOT NULL, at timestamptz DEFAULT clock_timestamp());
+   CREATE INDEX ON chaos_history (transfer);
    CREATE SEQUENCE chaos_transfer;
    INSERT INTO chaos_account SELECT i, $START_BALANCE FROM generate_series(1, $ACCOUNTS) i;
    GRANT SELECT, UPDATE ON chaos_account TO chaos_fn;
