@@ -43,8 +43,10 @@ chaos: deps
 
 # Benchmarks (not tests): fx against graphile-worker, DBOS Transact and
 # PostgreSQL's own ceiling (bench/run.sh), then fx's sandboxes against
-# bubblewrap and runc (bench/sandbox.sh); tables in bench/RESULTS.md.
-# QUICK=1: a short smoke run, written to /tmp, RESULTS.md untouched.
+# bubblewrap and runc (bench/sandbox.sh), then keyed functions and
+# co-located SQL against fx's own no-op (bench/keyed.sh); tables in
+# bench/RESULTS.md.  QUICK=1: a short smoke run, written to /tmp,
+# RESULTS.md untouched.
 bench: deps
 	$(MAKE) install
 	@command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || \
@@ -52,9 +54,11 @@ bench: deps
 ifeq ($(QUICK),)
 	bench/run.sh
 	bash bench/sandbox.sh
+	bash bench/keyed.sh
 	bench/merge-results.sh
 else
 	QUICK=1 bench/run.sh
+	QUICK=1 bash bench/keyed.sh
 endif
 
 clean:

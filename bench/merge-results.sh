@@ -1,15 +1,31 @@
 #!/usr/bin/env bash
 # bench/merge-results.sh: bench/RESULTS.md = the queue scenarios written by
-# bench/run.sh (bench/queue-results.md) followed by the "Sandboxes" section
-# that bench/sandbox.sh keeps in RESULTS.md.
+# bench/run.sh (bench/queue-results.md), then the "Sandboxes" section that
+# bench/sandbox.sh keeps in RESULTS.md, then the "Keyed functions and
+# co-located SQL" section that bench/keyed.sh keeps there.  Each kept
+# section runs from its heading to the next "## " heading; running this
+# again changes nothing.
 set -euo pipefail
 cd "$(dirname "$0")"
-sandboxes=$(sed -n '/^## Sandboxes *$/,$p' RESULTS.md 2>/dev/null || true)
+
+# section HEADING: that section of RESULTS.md ($(...) drops its trailing
+# blank lines).
+section() {
+	[ -f RESULTS.md ] || return 0
+	awk -v head="$1" '
+		/^## / { h = $0; sub(/[ \t]+$/, "", h); on = (h == head) }
+		on { print }' RESULTS.md
+}
+
+sandboxes=$(section "## Sandboxes")
+keyed=$(section "## Keyed functions and co-located SQL")
 {
 	cat queue-results.md
-	if [ -n "$sandboxes" ]; then
-		echo
-		echo "$sandboxes"
-	fi
+	for s in "$sandboxes" "$keyed"; do
+		if [ -n "$s" ]; then
+			echo
+			printf '%s\n' "$s"
+		fi
+	done
 } >RESULTS.md.new
 mv RESULTS.md.new RESULTS.md
