@@ -21,7 +21,6 @@
 #include "fx_log.h"
 #include "fx_txn.h"
 
-#define MAX_IDLE 32
 
 
 struct fx_txn_conn
@@ -220,7 +219,7 @@ conn_release(fx_txn_conn *c)
 	c->txn = NULL;
 	if (c->dead || c->db.state == FX_DB_DOWN)
 		return;					/* lost: conn_lost closes it */
-	if (pool->closing || pool->nidle >= MAX_IDLE || c->db.state != FX_DB_READY)
+	if (pool->closing || pool->nidle >= pool->max_idle || c->db.state != FX_DB_READY)
 	{
 		c->dead = true;
 		fx_db_close(&c->db);

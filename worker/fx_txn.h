@@ -30,6 +30,7 @@ typedef struct fx_txn_pool
 	fx_txn_conn *idle;			/* connected, no transaction */
 	int			nidle;
 	int			nopen;			/* connections in all */
+	int			max_idle;		/* keep at most this many idle */
 	bool		closing;		/* shut down: no more idle connections */
 	void		(*on_closed) (struct fx_txn_pool *pool);	/* all closed after shutdown */
 } fx_txn_pool;

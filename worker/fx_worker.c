@@ -1093,6 +1093,8 @@ fx_worker_run(const fx_worker_config *cfg)
 	w->ex.on_request = on_request;
 	w->ex.data = w;
 	fx_txn_pool_init(&w->txns, &w->loop, cfg->conninfo, w->owner);
+	/* a slot frees while its transaction still commits: up to two each */
+	w->txns.max_idle = 2 * cfg->concurrency;
 	w->requests.db = &w->db;
 	w->requests.txns = &w->txns;
 	w->requests.max_state_size = 1024 * 1024;
