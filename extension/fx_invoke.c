@@ -242,11 +242,13 @@ choose_bucket(const char *fn, text *key)
 
 #define INSERT_SQL \
 	"INSERT INTO fx.invocation (bucket, fn, version, key, queue," \
-	" idempotency_key, args, priority, not_before, max_attempts, waiter)" \
+	" idempotency_key, args, priority, not_before, max_attempts, waiter, blocked)" \
 	" VALUES ($1, $2, $3, $4, $5, $6, $7, $8," \
 	" now() + coalesce($9, interval '0'), $10," \
 	" CASE WHEN current_setting('fx.sync_waiter')::bool" \
-	" THEN pg_backend_pid() END)"
+	" THEN pg_backend_pid() END," \
+	" $4 IS NOT NULL AND EXISTS (SELECT 1 FROM fx.invocation e" \
+	" WHERE e.fn = $2 AND e.key = $4 AND e.status IN ('queued', 'running')))"
 
 static int64
 insert_invocation(FxTarget *t, int bucket, Jsonb *args, Datum *opt, bool *optnull,

@@ -74,6 +74,7 @@ CREATE TABLE fx.invocation (
 	idempotency_key	text,
 	args			jsonb NOT NULL,
 	status			fx.status NOT NULL DEFAULT 'queued',
+	blocked			boolean NOT NULL DEFAULT false,	/* queued behind an earlier one of its key */
 	priority		int NOT NULL DEFAULT 0,
 	not_before		timestamptz NOT NULL DEFAULT now(),
 	attempts		int NOT NULL DEFAULT 0,	/* claims so far */
@@ -108,9 +109,9 @@ CREATE TABLE fx.invocation (
 
 /* The hot path: only queued rows are indexed for claiming. */
 CREATE INDEX invocation_ready ON fx.invocation ((-priority::bigint), id)
-	WHERE status = 'queued';
+	WHERE status = 'queued' AND NOT blocked;
 CREATE INDEX invocation_delayed ON fx.invocation (not_before)
-	WHERE status = 'queued';
+	WHERE status = 'queued' AND NOT blocked;
 CREATE INDEX invocation_running ON fx.invocation (lease_owner)
 	WHERE status = 'running';
 CREATE INDEX invocation_key ON fx.invocation (fn, key, id)
@@ -231,6 +232,8 @@ BEGIN
 		   error = 'cancelled', lease_owner = NULL, lease_pid = NULL,
 		   lease_token = NULL
 	 WHERE i.id = fx_cancel.id;
+	PERFORM fx.unblock_next(i.fn, i.key) FROM fx.invocation i
+	  WHERE i.id = fx_cancel.id AND i.key IS NOT NULL;
 	IF s = 'running' THEN
 		/* The worker running it kills the attempt when this commits. */
 		PERFORM pg_notify('fx_cancel', id::text);
@@ -323,6 +326,13 @@ CREATE VIEW fx.version_list AS
  * order.  One that ends dead or cancelled no longer holds the key back.
  * A concurrent claimer that holds the earlier row still shows it as queued
  * or running, so two claimers cannot both take a key.
+ *
+ * So that a long backlog of one key costs nothing to skip, fx_invoke marks
+ * a keyed invocation blocked when an earlier one of its key is queued or
+ * running, and only unblocked rows are indexed for claiming; the end of a
+ * key's invocation unblocks the next (fx.unblock_next), and fx.reap sweeps
+ * up a row whose head ended while it was being enqueued.  The key rule
+ * above is checked all the same.
  */
 CREATE FUNCTION fx.claim(owner text, n int, lease_slack interval DEFAULT '30s',
 						 after_priority int DEFAULT NULL, after_id bigint DEFAULT NULL)
@@ -338,7 +348,7 @@ BEGIN
 	RETURN QUERY
 	WITH picked AS (
 		SELECT q.id FROM fx.invocation q
-		 WHERE q.status = 'queued' AND q.not_before <= now()
+		 WHERE q.status = 'queued' AND NOT q.blocked AND q.not_before <= now()
 		   AND (-q.priority::bigint, q.id) > (coalesce(-after_priority::bigint, -2147483649),
 											  coalesce(after_id, 0))
 		   AND (q.key IS NULL OR NOT EXISTS (
@@ -378,6 +388,18 @@ AS $$
 	SELECT v.bundle FROM fx.version v WHERE v.fn = $1 AND v.version = $2
 $$;
 
+/* Unblock the first queued or running invocation of (fn, key), if blocked. */
+CREATE FUNCTION fx.unblock_next(fn text, key text) RETURNS void
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	UPDATE fx.invocation b SET blocked = false
+	 WHERE b.id = (SELECT e.id FROM fx.invocation e
+					WHERE e.fn = $1 AND e.key = $2 AND e.status IN ('queued', 'running')
+					ORDER BY e.id LIMIT 1)
+	   AND b.blocked
+$$;
+
 /*
  * Finish attempts, fenced by (owner, epoch).  items is a JSON array of
  *   {"id", "epoch", "ok": bool, "result", "error", "detail",
@@ -398,8 +420,9 @@ LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
+DECLARE
+	finished bigint[];
 BEGIN
-	RETURN QUERY
 	WITH it AS (
 		SELECT * FROM jsonb_to_recordset(items) AS x(
 			id bigint, epoch int, ok boolean, result jsonb, error text,
@@ -459,7 +482,12 @@ BEGIN
 		SELECT count(pg_notify('fx_done_' || d.waiter, d.id::text)) AS n
 		  FROM done d WHERE d.waiter IS NOT NULL AND d.status <> 'queued'
 	)
-	SELECT d.id FROM done d, notified;
+	SELECT coalesce(array_agg(d.id), '{}') INTO finished FROM done d, notified;
+	/* a statement of its own: it must see the statuses just written */
+	PERFORM fx.unblock_next(k.fn, k.key)
+	   FROM (SELECT DISTINCT i.fn, i.key FROM fx.invocation i
+			  WHERE i.id = ANY (finished) AND i.key IS NOT NULL) k;
+	RETURN QUERY SELECT unnest(finished);
 END
 $$;
 
@@ -534,9 +562,12 @@ $$;
  * this on their slow tick; it is cheap when nothing is lost.
  */
 CREATE FUNCTION fx.reap() RETURNS int
-LANGUAGE sql VOLATILE SECURITY DEFINER
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+	n int;
+BEGIN
 	WITH lost AS (
 		SELECT i.id FROM fx.invocation i
 		 WHERE i.status = 'running'
@@ -555,10 +586,21 @@ AS $$
 		  FROM lost WHERE i.id = lost.id
 		RETURNING i.id, i.status, i.waiter
 	)
-	SELECT count(*)::int FROM (
+	SELECT count(*)::int INTO n FROM (
 		SELECT CASE WHEN m.status = 'dead' AND m.waiter IS NOT NULL
 					THEN pg_notify('fx_done_' || m.waiter, m.id::text) END
-		  FROM moved m) s
+		  FROM moved m) s;
+	/*
+	 * Unblock the first invocation of every key with no head: its head
+	 * died here, or ended while it was being enqueued.
+	 */
+	UPDATE fx.invocation b SET blocked = false
+	 WHERE b.blocked AND b.status = 'queued'
+	   AND NOT EXISTS (SELECT 1 FROM fx.invocation e
+					   WHERE e.fn = b.fn AND e.key = b.key AND e.id < b.id
+						 AND e.status IN ('queued', 'running'));
+	RETURN n;
+END
 $$;
 
 /* When the earliest delayed invocation becomes runnable (NULL: none). */
@@ -566,7 +608,7 @@ CREATE FUNCTION fx.next_due() RETURNS timestamptz
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-	SELECT min(q.not_before) FROM fx.invocation q WHERE q.status = 'queued'
+	SELECT min(q.not_before) FROM fx.invocation q WHERE q.status = 'queued' AND NOT q.blocked
 $$;
 
 /*

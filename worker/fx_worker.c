@@ -249,21 +249,25 @@ cycle(fx_worker *w)
 	}
 	if (n == 0 && w->done == NULL)
 		return;
-	if (n == 0 && !w->draining)
-		for (fx_inv *i = w->done; i; i = i->next)
-			if (i->key)
+	for (fx_inv *i = w->done; i && !w->draining; i = i->next)
+		if (i->key)
+		{
+			/*
+			 * Its finish unblocks the next invocation of its key, which may
+			 * rank before the cursor: claim, from the start, in the same
+			 * transaction, which sees it.
+			 */
+			w->cursor = false;
+			if (n == 0)
 			{
-				/*
-				 * Its finish may make the next invocation of its key
-				 * runnable: claim in the same transaction, which sees it.
-				 */
 				n = w->cfg.concurrency + w->cfg.prefetch - w->nactive;
 				if (n > w->cfg.batch)
 					n = w->cfg.batch;
 				if (n < 0)
 					n = 0;
-				break;
 			}
+			break;
+		}
 	items = cJSON_CreateArray();
 	for (fx_inv *i = w->done; i; i = i->next)
 		cJSON_AddItemToArray(items, finish_item(i));

@@ -76,4 +76,18 @@ SELECT fx_invoke('st', '{}');
 RESET ROLE;
 DROP ROLE state_other;
 
+-- A key's backlog: only its head is claimable (the rest are blocked, out of
+-- the claim index); the head's end unblocks the next.
+SELECT fx_invoke('st', '{"q": 1}', key => 'kq') > 0 AS queued;
+SELECT fx_invoke('st', '{"q": 2}', key => 'kq') > 0 AS queued;
+SELECT fx_invoke('st', '{"q": 3}', key => 'kq') > 0 AS queued;
+SELECT args->>'q' AS q, status, blocked FROM fx.invocation WHERE key = 'kq' ORDER BY id;
+SELECT fx_cancel(min(id)) AS cancelled_head FROM fx.invocation WHERE key = 'kq';
+SELECT args->>'q' AS q, status, blocked FROM fx.invocation WHERE key = 'kq' ORDER BY id;
+-- A blocked row whose head ended unseen (while it was being enqueued) is
+-- unblocked by fx.reap's sweep.
+UPDATE fx.invocation SET status = 'cancelled' WHERE key = 'kq' AND args->>'q' = '2';
+SELECT fx.reap() >= 0 AS reaped;
+SELECT args->>'q' AS q, status, blocked FROM fx.invocation WHERE key = 'kq' ORDER BY id;
+
 DROP ROLE state_nologin;
