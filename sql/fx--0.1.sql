@@ -116,6 +116,8 @@ CREATE INDEX invocation_running ON fx.invocation (lease_owner)
 	WHERE status = 'running';
 CREATE INDEX invocation_key ON fx.invocation (fn, key, id)
 	WHERE key IS NOT NULL AND status IN ('queued', 'running');
+CREATE INDEX invocation_blocked ON fx.invocation (fn, key, id)
+	WHERE blocked;
 CREATE UNIQUE INDEX invocation_idempotency ON fx.invocation (fn, idempotency_key)
 	WHERE idempotency_key IS NOT NULL;
 CREATE INDEX invocation_fn ON fx.invocation (fn, id);
@@ -483,10 +485,17 @@ BEGIN
 		  FROM done d WHERE d.waiter IS NOT NULL AND d.status <> 'queued'
 	)
 	SELECT coalesce(array_agg(d.id), '{}') INTO finished FROM done d, notified;
-	/* a statement of its own: it must see the statuses just written */
-	PERFORM fx.unblock_next(k.fn, k.key)
-	   FROM (SELECT DISTINCT i.fn, i.key FROM fx.invocation i
-			  WHERE i.id = ANY (finished) AND i.key IS NOT NULL) k;
+	/*
+	 * Unblock the next invocation of each key that finished: a statement
+	 * of its own, since it must see the statuses just written.
+	 */
+	UPDATE fx.invocation b SET blocked = false
+	  FROM (SELECT DISTINCT i.fn, i.key FROM fx.invocation i
+			 WHERE i.id = ANY (finished) AND i.key IS NOT NULL) k
+	 WHERE b.id = (SELECT e.id FROM fx.invocation e
+					WHERE e.fn = k.fn AND e.key = k.key AND e.status IN ('queued', 'running')
+					ORDER BY e.id LIMIT 1)
+	   AND b.blocked;
 	RETURN QUERY SELECT unnest(finished);
 END
 $$;

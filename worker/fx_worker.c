@@ -57,6 +57,7 @@ typedef struct fx_worker
 	fx_db		db;
 	fx_exec		ex;
 	fx_txn_pool txns;			/* connections for the functions' sql */
+	fx_db		sdb;			/* state reads, not queued behind db's cycles */
 	fx_requests requests;
 	int			committing;		/* completions in their own transaction */
 	uv_timer_t	tick;
@@ -253,11 +254,11 @@ cycle(fx_worker *w)
 		if (i->key)
 		{
 			/*
-			 * Its finish unblocks the next invocation of its key, which may
-			 * rank before the cursor: claim, from the start, in the same
-			 * transaction, which sees it.
+			 * Its finish unblocks the next invocation of its key: claim in
+			 * the same transaction, which sees it.  (If that one ranks
+			 * before the cursor, the next claim without one finds it: after
+			 * a short batch, a wake-up or a tick.)
 			 */
-			w->cursor = false;
 			if (n == 0)
 			{
 				n = w->cfg.concurrency + w->cfg.prefetch - w->nactive;
@@ -956,6 +957,7 @@ maybe_stop(fx_worker *w)
 	fx_info("worker %s stopped", w->owner);
 	fx_exec_shutdown(&w->ex);
 	fx_txn_pool_shutdown(&w->txns);
+	fx_db_close(&w->sdb);
 	if (w->cfg.exec.sandbox)
 		fx_sandbox_shutdown();
 	fx_db_close(&w->db);
@@ -1062,6 +1064,7 @@ int
 fx_worker_run(const fx_worker_config *cfg)
 {
 	fx_worker  *w = fx_xcalloc(1, sizeof(*w));
+	char		name[96];
 	int			rc;
 
 	w->cfg = *cfg;
@@ -1096,10 +1099,14 @@ fx_worker_run(const fx_worker_config *cfg)
 	w->ex.on_done = attempt_done;
 	w->ex.on_request = on_request;
 	w->ex.data = w;
-	fx_txn_pool_init(&w->txns, &w->loop, cfg->conninfo, w->owner);
+	/* Its other sessions are named after it, but are not it (fx.reap). */
+	snprintf(name, sizeof(name), "sql/%s", w->owner);
+	fx_txn_pool_init(&w->txns, &w->loop, cfg->conninfo, name);
 	/* a slot frees while its transaction still commits: up to two each */
 	w->txns.max_idle = 2 * cfg->concurrency;
-	w->requests.db = &w->db;
+	snprintf(name, sizeof(name), "state/%s", w->owner);
+	fx_db_init(&w->sdb, &w->loop, cfg->conninfo, name);
+	w->requests.db = &w->sdb;
 	w->requests.txns = &w->txns;
 	w->requests.max_state_size = 1024 * 1024;
 	w->requests.find = find_running;
@@ -1126,6 +1133,7 @@ fx_worker_run(const fx_worker_config *cfg)
 			cfg->concurrency, cfg->cache_dir,
 			cfg->exec.sandbox ? "sandboxed" : "not sandboxed");
 	fx_db_start(&w->db);
+	fx_db_start(&w->sdb);
 	uv_run(&w->loop, UV_RUN_DEFAULT);
 	uv_walk(&w->loop, walk_close, NULL);
 	uv_run(&w->loop, UV_RUN_DEFAULT);
