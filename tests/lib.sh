@@ -49,6 +49,20 @@ wait_for() {
 # psql against the test database: q "SELECT ..." prints unaligned tuples.
 q() { "$PG_BIN/psql" -X -qAt -v ON_ERROR_STOP=1 -c "$@"; }
 
+# json_eq DESC EXPECTED ACTUAL: equal as jsonb.
+json_eq() {
+	local r
+	r=$(q "SELECT \$j\$$2\$j\$::jsonb = \$j\$$3\$j\$::jsonb" 2>&1)
+	if [ "$r" = t ]; then ok "$1"; else not_ok "$1 (expected $2, got '$3')"; fi
+}
+
+# json_has DESC ACTUAL CONTAINED: ACTUAL @> CONTAINED as jsonb.
+json_has() {
+	local r
+	r=$(q "SELECT \$j\$$2\$j\$::jsonb @> \$j\$$3\$j\$::jsonb" 2>&1)
+	if [ "$r" = t ]; then ok "$1"; else not_ok "$1 (expected to contain $3, got '$2')"; fi
+}
+
 fx_pg_start() {
 	FX_TEST_DIR=$(mktemp -d /tmp/fx-test.XXXXXX)
 	chmod 755 "$FX_TEST_DIR"

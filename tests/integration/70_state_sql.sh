@@ -12,20 +12,6 @@ source "$(dirname "$0")/../lib.sh"
 
 fx_pg_start
 
-# json_eq DESC EXPECTED ACTUAL: equal as jsonb.
-json_eq() {
-	local r
-	r=$(q "SELECT \$j\$$2\$j\$::jsonb = \$j\$$3\$j\$::jsonb" 2>&1)
-	if [ "$r" = t ]; then ok "$1"; else not_ok "$1 (expected $2, got '$3')"; fi
-}
-
-# json_has DESC ACTUAL CONTAINED: ACTUAL @> CONTAINED as jsonb.
-json_has() {
-	local r
-	r=$(q "SELECT \$j\$$2\$j\$::jsonb @> \$j\$$3\$j\$::jsonb" 2>&1)
-	if [ "$r" = t ]; then ok "$1"; else not_ok "$1 (expected to contain $3, got '$2')"; fi
-}
-
 # fails_with DESC PATTERN CMD...: CMD exits non-zero with PATTERN
 # (extended regexp) on stderr.
 fails_with() {
