@@ -171,11 +171,27 @@ rethrow(PGresult *res)
 			 hint ? errhint("%s", hint) : 0));
 }
 
-/* Run one statement on the loopback, connecting first if needed. */
+/*
+ * The statements every fx_call sends, prepared once per loopback
+ * connection (named by their index) rather than parsed on every call.
+ */
+enum
+{
+	LOOPBACK_INVOKE,
+	LOOPBACK_FETCH,
+	LOOPBACK_NSTMTS
+};
+static bool loopback_prepared[LOOPBACK_NSTMTS];
+
+/*
+ * Run one statement on the loopback, connecting first if needed; stmt >= 0
+ * names one of the prepared ones above, of which sql is the text.
+ */
 static PGresult *
-loopback_exec(const char *sql, int n, const char *const *params)
+loopback_run(int stmt, const char *sql, int n, const char *const *params)
 {
 	PGresult   *res;
+	char		name[16];
 
 	if (loopback && (PQstatus(loopback) != CONNECTION_OK ||
 					 PQtransactionStatus(loopback) != PQTRANS_IDLE))
@@ -185,6 +201,7 @@ loopback_exec(const char *sql, int n, const char *const *params)
 	}
 	if (loopback == NULL)
 	{
+		memset(loopback_prepared, 0, sizeof(loopback_prepared));
 		loopback_connect();
 		if (!PQsendQuery(loopback, psprintf("LISTEN fx_done_%d", PQbackendPID(loopback))))
 			loopback_fail("use");
@@ -193,7 +210,19 @@ loopback_exec(const char *sql, int n, const char *const *params)
 			rethrow(res);
 		PQclear(res);
 	}
-	if (!PQsendQueryParams(loopback, sql, n, NULL, params, NULL, NULL, 0))
+	snprintf(name, sizeof(name), "fx_call_%d", stmt);
+	if (stmt >= 0 && !loopback_prepared[stmt])
+	{
+		if (!PQsendPrepare(loopback, name, sql, n, NULL))
+			loopback_fail("use");
+		res = loopback_result();
+		if (PQresultStatus(res) != PGRES_COMMAND_OK)
+			rethrow(res);
+		PQclear(res);
+		loopback_prepared[stmt] = true;
+	}
+	if (stmt >= 0 ? !PQsendQueryPrepared(loopback, name, n, params, NULL, NULL, 0)
+		: !PQsendQueryParams(loopback, sql, n, NULL, params, NULL, NULL, 0))
 		loopback_fail("use");
 	res = loopback_result();
 	if (PQresultStatus(res) != PGRES_TUPLES_OK && PQresultStatus(res) != PGRES_COMMAND_OK)
@@ -211,8 +240,9 @@ static bool
 fetch_outcome(int64 id, FxOutcome *out)
 {
 	const char *params[1] = {psprintf(INT64_FORMAT, id)};
-	PGresult   *res = loopback_exec("SELECT fn, status, result, error, error_detail"
-									" FROM fx.invocation WHERE id = $1", 1, params);
+	PGresult   *res = loopback_run(LOOPBACK_FETCH,
+								   "SELECT fn, status, result, error, error_detail"
+								   " FROM fx.invocation WHERE id = $1", 1, params);
 
 	if (PQntuples(res) != 1)
 	{
@@ -266,13 +296,19 @@ interval_ms(Interval *iv, const char *what)
 	return ms > (double) LONG_MAX ? LONG_MAX : (long) ms;
 }
 
-/* Wait until a notification for id arrives or timeout_ms passes. */
+/*
+ * Wait until a notification for id arrives or timeout_ms passes.  Its
+ * payload is "ID", or "ID RESULT" for one that succeeded with a result
+ * small enough to travel with it; *result then gets RESULT.
+ */
 static bool
-await_done(int64 id, long timeout_ms)
+await_done(int64 id, long timeout_ms, char **result)
 {
 	TimestampTz end = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
 	char	   *want = psprintf(INT64_FORMAT, id);
+	size_t		len = strlen(want);
 
+	*result = NULL;
 	for (;;)
 	{
 		PGnotify   *n;
@@ -280,8 +316,11 @@ await_done(int64 id, long timeout_ms)
 
 		while ((n = PQnotifies(loopback)) != NULL)
 		{
-			bool		hit = strcmp(n->extra, want) == 0;
+			bool		hit = strncmp(n->extra, want, len) == 0 &&
+				(n->extra[len] == '\0' || n->extra[len] == ' ');
 
+			if (hit && n->extra[len] == ' ')
+				*result = pstrdup(n->extra + len + 1);
 			PQfreemem(n);
 			if (hit)
 				return true;
@@ -310,6 +349,7 @@ fx_call(PG_FUNCTION_ARGS)
 	long		timeout_ms;
 	PGresult   *res;
 	int64		id;
+	char	   *result;
 	FxOutcome	o = {0};
 
 	fx_require_args(fcinfo, "args");
@@ -319,15 +359,24 @@ fx_call(PG_FUNCTION_ARGS)
 	params[0] = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	params[1] = JsonbToCString(NULL, &PG_GETARG_JSONB_P(1)->root, VARSIZE(PG_GETARG_JSONB_P(1)));
 	params[2] = PG_ARGISNULL(3) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(3));
-	res = loopback_exec(psprintf("SELECT %s.fx_invoke($1, $2::jsonb, $3)",
-								 quote_identifier(schema)), 3, params);
+	/*
+	 * The enqueue does not wait for the disk: if the server crashed before
+	 * the row reached it, this backend would be gone with it, and no one
+	 * would have been told of the invocation.  The completion, which the
+	 * caller waits for, is a synchronous commit, and makes the row durable
+	 * at the latest.
+	 */
+	res = loopback_run(LOOPBACK_INVOKE,
+					   psprintf("SELECT %s.fx_invoke($1, $2::jsonb, $3)"
+								" FROM (SELECT set_config('synchronous_commit', 'off', true)) s",
+								quote_identifier(schema)), 3, params);
 	id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
 	PQclear(res);
 
-	if (!await_done(id, timeout_ms) && !fetch_outcome(id, &o))
+	if (!await_done(id, timeout_ms, &result) && !fetch_outcome(id, &o))
 	{
 		params[0] = psprintf(INT64_FORMAT, id);
-		PQclear(loopback_exec(psprintf("SELECT %s.fx_cancel($1)",
+		PQclear(loopback_run(-1, psprintf("SELECT %s.fx_cancel($1)",
 									   quote_identifier(schema)), 1, params));
 		ereport(ERROR,
 				(errcode(ERRCODE_QUERY_CANCELED),
@@ -335,6 +384,8 @@ fx_call(PG_FUNCTION_ARGS)
 				 errdetail("Invocation " INT64_FORMAT " was cancelled.", id),
 				 errhint("Pass a longer timeout, or use fx_invoke() and fx_result().")));
 	}
+	if (result)
+		PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(result)));
 	fetch_outcome(id, &o);
 	PG_RETURN_DATUM(outcome_datum(id, &o));
 }

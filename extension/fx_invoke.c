@@ -23,6 +23,7 @@
 #include "utils/memutils.h"
 #include "utils/syscache.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/jsonb.h"
 #include "utils/timestamp.h"
 
@@ -35,15 +36,25 @@ static SPIPlanPtr by_alias_plan = NULL;
 static SPIPlanPtr exists_plan = NULL;
 static SPIPlanPtr insert_plan = NULL;
 static SPIPlanPtr insert_idem_plan = NULL;
+static SPIPlanPtr insert_keyed_plan = NULL;
+static SPIPlanPtr insert_keyed_idem_plan = NULL;
 static SPIPlanPtr idem_plan = NULL;
 static SPIPlanPtr may_plan = NULL;
 
+/*
+ * Saved plans.  The inserts' plans are generic, made once per session: a
+ * custom plan, made again on every call, would cost more than the rest of
+ * an enqueue.  The rarer lookups in fx.invocation are planned on each call,
+ * for the table as it is then; kept for the session, a plan made for the
+ * queue at the session's first call (often an empty one) could scan all of
+ * a full one.
+ */
 static SPIPlanPtr
-keep_plan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *types)
+keep_plan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *types, int options)
 {
 	if (*slot == NULL)
 	{
-		SPIPlanPtr	plan = SPI_prepare(sql, nargs, types);
+		SPIPlanPtr	plan = SPI_prepare_cursor(sql, nargs, types, options);
 
 		if (plan == NULL)
 			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
@@ -153,7 +164,7 @@ fx_resolve(const char *ref, FxTarget *target)
 		ret = SPI_execute_plan(keep_plan(&by_version_plan,
 										 "SELECT version, retries, timeout_ms FROM fx.version"
 										 " WHERE fn = $1 AND version = $2",
-										 2, types),
+										 2, types, CURSOR_OPT_CUSTOM_PLAN),
 							   values, NULL, true, 1);
 	}
 	else
@@ -165,7 +176,7 @@ fx_resolve(const char *ref, FxTarget *target)
 										 " FROM fx.alias a JOIN fx.version v"
 										 " ON v.fn = a.fn AND v.version = a.version"
 										 " WHERE a.fn = $1 AND a.alias = $2",
-										 2, types),
+										 2, types, CURSOR_OPT_CUSTOM_PLAN),
 							   values, NULL, true, 1);
 	}
 	if (ret != SPI_OK_SELECT)
@@ -175,7 +186,7 @@ fx_resolve(const char *ref, FxTarget *target)
 	{
 		ret = SPI_execute_plan(keep_plan(&exists_plan,
 										 "SELECT 1 FROM fx.function WHERE name = $1",
-										 1, types),
+										 1, types, CURSOR_OPT_CUSTOM_PLAN),
 							   values, NULL, true, 1);
 		if (ret != SPI_OK_SELECT || SPI_processed == 0)
 			ereport(ERROR,
@@ -240,15 +251,19 @@ choose_bucket(const char *fn, text *key)
 													 Int64GetDatum(0))) & 4095);
 }
 
-#define INSERT_SQL \
+/* BLOCKED: whether an earlier invocation of its key holds it back. */
+#define INSERT_SQL(BLOCKED) \
 	"INSERT INTO fx.invocation (bucket, fn, version, key, queue," \
 	" idempotency_key, args, priority, not_before, max_attempts, waiter, blocked)" \
 	" VALUES ($1, $2, $3, $4, $5, $6, $7, $8," \
 	" now() + coalesce($9, interval '0'), $10," \
 	" CASE WHEN current_setting('fx.sync_waiter')::bool" \
-	" THEN pg_backend_pid() END," \
-	" $4 IS NOT NULL AND EXISTS (SELECT 1 FROM fx.invocation e" \
-	" WHERE e.fn = $2 AND e.key = $4 AND e.status IN ('queued', 'running')))"
+	" THEN pg_backend_pid() END, " BLOCKED ")"
+#define KEY_BUSY \
+	"EXISTS (SELECT 1 FROM fx.invocation e" \
+	" WHERE e.fn = $2 AND e.key = $4 AND e.status IN ('queued', 'running'))"
+#define ON_IDEM_CONFLICT \
+	" ON CONFLICT (fn, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING"
 
 static int64
 insert_invocation(FxTarget *t, int bucket, Jsonb *args, Datum *opt, bool *optnull,
@@ -278,16 +293,35 @@ insert_invocation(FxTarget *t, int bucket, Jsonb *args, Datum *opt, bool *optnul
 	values[9] = Int32GetDatum(fx_sync_waiter ? 1 : t->retries + 1);
 
 	/* Without an idempotency key there is no conflict to look for. */
-	if (optnull[2])
-		ret = SPI_execute_plan(keep_plan(&insert_plan, INSERT_SQL " RETURNING id", 10, types),
+	if (optnull[0])
+		ret = SPI_execute_plan(optnull[2]
+							   ? keep_plan(&insert_plan, INSERT_SQL("false") " RETURNING id",
+										   10, types, CURSOR_OPT_GENERIC_PLAN)
+							   : keep_plan(&insert_idem_plan,
+										   INSERT_SQL("false") ON_IDEM_CONFLICT " RETURNING id",
+										   10, types, CURSOR_OPT_GENERIC_PLAN),
 							   values, nulls, false, 1);
 	else
-		ret = SPI_execute_plan(keep_plan(&insert_idem_plan,
-										 INSERT_SQL " ON CONFLICT (fn, idempotency_key)"
-										 " WHERE idempotency_key IS NOT NULL DO NOTHING"
-										 " RETURNING id",
-										 10, types),
+	{
+		/*
+		 * A keyed one looks for an earlier one of its key.  Its plan is
+		 * generic too, made with sequential scans off: the lookup then
+		 * goes through invocation_key however small the table was when
+		 * the plan was made.
+		 */
+		int			nest = NewGUCNestLevel();
+
+		(void) set_config_option("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
+		ret = SPI_execute_plan(optnull[2]
+							   ? keep_plan(&insert_keyed_plan, INSERT_SQL(KEY_BUSY) " RETURNING id",
+										   10, types, CURSOR_OPT_GENERIC_PLAN)
+							   : keep_plan(&insert_keyed_idem_plan,
+										   INSERT_SQL(KEY_BUSY) ON_IDEM_CONFLICT " RETURNING id",
+										   10, types, CURSOR_OPT_GENERIC_PLAN),
 							   values, nulls, false, 1);
+		AtEOXact_GUC(true, nest);
+	}
 	if (ret != SPI_OK_INSERT_RETURNING)
 		elog(ERROR, "enqueue failed: %s", SPI_result_code_string(ret));
 	if (SPI_processed == 1)
@@ -301,7 +335,7 @@ insert_invocation(FxTarget *t, int bucket, Jsonb *args, Datum *opt, bool *optnul
 	ret = SPI_execute_plan(keep_plan(&idem_plan,
 									 "SELECT id FROM fx.invocation"
 									 " WHERE fn = $2 AND idempotency_key = $6",
-									 10, types),
+									 10, types, CURSOR_OPT_CUSTOM_PLAN),
 						   values, nulls, false, 1);
 	if (ret != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "invocation with idempotency key vanished");
@@ -349,7 +383,7 @@ check_may_invoke(const char *fn, Oid caller)
 									 " WHERE g.owner = f.owner AND v.options->>'role' = $3),"
 									 " f.owner::text"
 									 " FROM fx.function f WHERE f.name = $1",
-									 3, types),
+									 3, types, CURSOR_OPT_CUSTOM_PLAN),
 						   values, NULL, true, 1);
 	if (ret != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "checking the right to invoke \"%s\" failed", fn);

@@ -5,15 +5,17 @@
  *   function    a named program; each deploy makes an immutable version
  *   invocation  one request to run a function version with JSON args
  *   attempt     one claimed execution of an invocation by a worker
- *   lease       a worker's claim on an invocation: owner, epoch, backend pid
+ *   lease       a worker's claim on an invocation: owner, epoch, backend pid,
+ *               and a random token that only the claiming worker knows
  *
  * Invariants:
  *   - An invocation exists if and only if the transaction that enqueued it
  *     committed (fx_invoke is a plain INSERT; the wake-up NOTIFY is
  *     delivered at commit).
  *   - Every completion, failure or release of a running invocation is
- *     fenced by (lease_owner, lease_epoch): a worker whose lease was taken
- *     over changes nothing.
+ *     fenced by (lease_owner, lease_epoch), and a completion also by the
+ *     lease's token: a worker whose lease was taken over, or whose claim
+ *     was lost in a crash, changes nothing.
  *   - Every invocation row carries bucket, a shard key in 0..4095 derived
  *     from (fn, key) by fx.bucket(); unkeyed invocations get a random one.
  *
@@ -82,7 +84,7 @@ CREATE TABLE fx.invocation (
 	lost			int NOT NULL DEFAULT 0,	/* attempts lost with their worker */
 	lease_owner		text,
 	lease_epoch		int NOT NULL DEFAULT 0,
-	lease_token		uuid,			/* secret of the current lease (fx.finish_tx) */
+	lease_token		uuid,			/* secret of the current lease: a finish must carry it */
 	lease_pid		int,
 	lease_expiry	timestamptz,
 	waiter			int,			/* backend pid of a waiting fx_call */
@@ -364,7 +366,7 @@ BEGIN
 		UPDATE fx.invocation i
 		   SET status = 'running', attempts = i.attempts + 1,
 			   lease_owner = owner, lease_epoch = i.lease_epoch + 1,
-			   lease_token = CASE WHEN v.options ? 'role' THEN gen_random_uuid() END,
+			   lease_token = gen_random_uuid(),
 			   lease_pid = pg_backend_pid(), worker = owner,
 			   started_at = now(), error = NULL, error_detail = NULL,
 			   lease_expiry = now() + lease_slack + v.timeout_ms * interval '1 ms'
@@ -403,8 +405,8 @@ AS $$
 $$;
 
 /*
- * Finish attempts, fenced by (owner, epoch).  items is a JSON array of
- *   {"id", "epoch", "ok": bool, "result", "error", "detail",
+ * Finish attempts, fenced by (owner, epoch, token).  items is a JSON array of
+ *   {"id", "epoch", "token", "ok": bool, "result", "error", "detail",
  *    "retryable": bool, "wall_ms", "cpu_ms", "max_rss_kb", "start",
  *    "logs": [[at_epoch_ms, stream, line], ...],
  *    "state_op": "set" | "delete", "state": value}
@@ -424,10 +426,11 @@ AS $$
 #variable_conflict use_column
 DECLARE
 	finished bigint[];
+	keyed boolean;
 BEGIN
 	WITH it AS (
 		SELECT * FROM jsonb_to_recordset(items) AS x(
-			id bigint, epoch int, ok boolean, result jsonb, error text,
+			id bigint, epoch int, token uuid, ok boolean, result jsonb, error text,
 			detail text, retryable boolean, wall_ms double precision,
 			cpu_ms double precision, max_rss_kb bigint, start text, logs jsonb,
 			state_op text, state jsonb)
@@ -453,10 +456,10 @@ BEGIN
 			   lease_owner = NULL, lease_pid = NULL, lease_expiry = NULL,
 			   lease_token = NULL
 		  FROM it
-		 WHERE i.id = it.id AND i.lease_owner = owner
-		   AND i.lease_epoch = it.epoch AND i.status = 'running'
-		RETURNING i.id, i.lease_epoch, i.attempts, i.status, i.waiter,
-				  i.fn, i.key, i.bucket, it.state_op, it.state
+		 WHERE i.id = it.id AND i.lease_owner = owner AND i.lease_epoch = it.epoch
+		   AND i.lease_token = it.token AND i.status = 'running'
+		RETURNING i.id, i.attempts, i.status, i.waiter, i.result,
+				  i.fn, i.key, i.bucket, it.state_op, it.state, it.logs
 	), stated AS (
 		INSERT INTO fx.state AS s (fn, key, bucket, value, invocation_id)
 		SELECT d.fn, d.key, d.bucket, d.state, d.id FROM done d
@@ -475,27 +478,36 @@ BEGIN
 		INSERT INTO fx.log (invocation_id, attempt, seq, stream, at, line)
 		SELECT d.id, d.attempts, l.ord::int, l.e->>1,
 			   to_timestamp((l.e->>0)::double precision / 1000), l.e->>2
-		  FROM done d JOIN it ON it.id = d.id AND it.epoch = d.lease_epoch,
-			   jsonb_array_elements(CASE WHEN jsonb_typeof(it.logs) = 'array'
-										 THEN it.logs ELSE '[]' END)
+		  FROM done d,
+			   jsonb_array_elements(CASE WHEN jsonb_typeof(d.logs) = 'array'
+										 THEN d.logs ELSE '[]' END)
 			   WITH ORDINALITY AS l(e, ord)
 		RETURNING 1
 	), notified AS (
-		SELECT count(pg_notify('fx_done_' || d.waiter, d.id::text)) AS n
+		/* fx_call's payload: "ID", or "ID RESULT" when the result fits */
+		SELECT count(pg_notify('fx_done_' || d.waiter,
+							   d.id::text || CASE WHEN d.status = 'succeeded'
+												   AND coalesce(octet_length(d.result::text), 0) < 7900
+												  THEN ' ' || coalesce(d.result::text, 'null')
+												  ELSE '' END)) AS n
 		  FROM done d WHERE d.waiter IS NOT NULL AND d.status <> 'queued'
 	)
-	SELECT coalesce(array_agg(d.id), '{}') INTO finished FROM done d, notified;
+	SELECT coalesce(array_agg(d.id), '{}'), coalesce(bool_or(d.key IS NOT NULL), false)
+	  INTO finished, keyed
+	  FROM done d, notified;
 	/*
 	 * Unblock the next invocation of each key that finished: a statement
 	 * of its own, since it must see the statuses just written.
 	 */
-	UPDATE fx.invocation b SET blocked = false
-	  FROM (SELECT DISTINCT i.fn, i.key FROM fx.invocation i
-			 WHERE i.id = ANY (finished) AND i.key IS NOT NULL) k
-	 WHERE b.id = (SELECT e.id FROM fx.invocation e
-					WHERE e.fn = k.fn AND e.key = k.key AND e.status IN ('queued', 'running')
-					ORDER BY e.id LIMIT 1)
-	   AND b.blocked;
+	IF keyed THEN
+		UPDATE fx.invocation b SET blocked = false
+		  FROM (SELECT DISTINCT i.fn, i.key FROM fx.invocation i
+				 WHERE i.id = ANY (finished) AND i.key IS NOT NULL) k
+		 WHERE b.id = (SELECT e.id FROM fx.invocation e
+						WHERE e.fn = k.fn AND e.key = k.key AND e.status IN ('queued', 'running')
+						ORDER BY e.id LIMIT 1)
+		   AND b.blocked;
+	END IF;
 	RETURN QUERY SELECT unnest(finished);
 END
 $$;
@@ -503,6 +515,12 @@ $$;
 /*
  * One round trip of a busy worker: finish what it has finished, then claim
  * up to n more, in one transaction (one commit for both).
+ *
+ * The worker commits a cycle that only claims without waiting for the disk
+ * (synchronous_commit off, set around this call: a SET inside it would end
+ * with it).  Lost in a crash, such a claim leaves its invocations queued;
+ * the attempts the worker began meanwhile are refused at finish, since
+ * every lease has a token of its own, and run again.
  */
 CREATE FUNCTION fx.cycle(owner text, items jsonb, n int, backoff_ms int DEFAULT 1000,
 						 lease_slack_ms int DEFAULT 30000,
@@ -641,7 +659,8 @@ BEGIN
 	 WHERE i.id = (item->>'id')::bigint AND i.lease_token = token
 	   AND i.lease_owner = owner AND i.status = 'running'
 	   FOR UPDATE;
-	IF FOUND AND EXISTS (SELECT 1 FROM fx.finish(owner, jsonb_build_array(item), backoff_ms)) THEN
+	IF FOUND AND EXISTS (SELECT 1 FROM fx.finish(owner, jsonb_build_array(
+			item || jsonb_build_object('token', token)), backoff_ms)) THEN
 		RETURN true;
 	END IF;
 	IF strict THEN

@@ -126,6 +126,7 @@ lost(fx_db *db, const char *why)
 	}
 	db->state = FX_DB_DOWN;
 	db->ready_done = false;
+	memset(db->prepared, 0, sizeof(db->prepared));	/* a new session has none */
 	fail_queries(db);
 	if (db->on_lost)
 		db->on_lost(db);
@@ -176,6 +177,7 @@ connecting(fx_db *db)
 			break;
 		case PGRES_POLLING_OK:
 			db->state = FX_DB_READY;
+			memset(db->prepared, 0, sizeof(db->prepared));
 			db->backoff_ms = BACKOFF_MIN_MS;
 			watch(db, UV_READABLE);
 			if (db->reconnect)
@@ -241,6 +243,16 @@ readable(fx_db *db)
 		}
 		res = db->last;
 		db->last = NULL;
+		if (q->preparing && PQresultStatus(res) == PGRES_COMMAND_OK)
+		{
+			/* Prepared: now send the query itself. */
+			db->prepared[q->stmt] = true;
+			q->preparing = false;
+			db->sent = false;
+			PQclear(res);
+			pump(db);
+			continue;
+		}
 		db->head = q->next;
 		if (db->head == NULL)
 			db->tail = NULL;
@@ -292,13 +304,28 @@ static void
 pump(fx_db *db)
 {
 	fx_db_query *q = db->head;
+	int			ok;
 	int			r;
 
 	if (db->state != FX_DB_READY || !db->ready_done || db->sent || q == NULL)
 		return;
-	if (q->nparams < 0 ? !PQsendQuery(db->conn, q->sql) :
-		!PQsendQueryParams(db->conn, q->sql, q->nparams, NULL,
-						   (const char *const *) q->params, NULL, NULL, q->binary))
+	if (q->stmt >= 0)
+	{
+		char		name[16];
+
+		snprintf(name, sizeof(name), "fx%d", q->stmt);
+		q->preparing = !db->prepared[q->stmt];
+		ok = q->preparing
+			? PQsendPrepare(db->conn, name, q->sql, q->nparams, NULL)
+			: PQsendQueryPrepared(db->conn, name, q->nparams,
+								  (const char *const *) q->params, NULL, NULL, q->binary);
+	}
+	else if (q->nparams < 0)
+		ok = PQsendQuery(db->conn, q->sql);
+	else
+		ok = PQsendQueryParams(db->conn, q->sql, q->nparams, NULL,
+							   (const char *const *) q->params, NULL, NULL, q->binary);
+	if (!ok)
 	{
 		char	   *msg = fx_xstrdup(PQerrorMessage(db->conn));
 
@@ -319,9 +346,11 @@ pump(fx_db *db)
 
 static void
 enqueue(fx_db *db, const char *sql, int nparams, const char *const *params,
-		int binary, fx_db_cb cb, void *arg)
+		int binary, int stmt, fx_db_cb cb, void *arg)
 {
 	fx_db_query *q = fx_xcalloc(1, sizeof(*q));
+
+	q->stmt = stmt;
 
 	q->sql = fx_xstrdup(sql);
 	q->nparams = nparams;
@@ -349,20 +378,39 @@ void
 fx_db_query_params(fx_db *db, const char *sql, int nparams,
 				   const char *const *params, fx_db_cb cb, void *arg)
 {
-	enqueue(db, sql, nparams, params, 0, cb, arg);
+	enqueue(db, sql, nparams, params, 0, -1, cb, arg);
+}
+
+void
+fx_db_query_prepared(fx_db *db, const char *sql, int nparams,
+					 const char *const *params, fx_db_cb cb, void *arg)
+{
+	int			stmt;
+
+	for (stmt = 0; stmt < db->nstmts; stmt++)
+		if (strcmp(db->stmts[stmt], sql) == 0)
+			break;
+	if (stmt == db->nstmts)
+	{
+		if (db->nstmts == FX_DB_MAX_STMTS)
+			stmt = -1;			/* more than we keep: parsed each time */
+		else
+			db->stmts[db->nstmts++] = fx_xstrdup(sql);
+	}
+	enqueue(db, sql, nparams, params, 0, stmt, cb, arg);
 }
 
 void
 fx_db_query_binary(fx_db *db, const char *sql, int nparams,
 				   const char *const *params, fx_db_cb cb, void *arg)
 {
-	enqueue(db, sql, nparams, params, 1, cb, arg);
+	enqueue(db, sql, nparams, params, 1, -1, cb, arg);
 }
 
 void
 fx_db_query_simple(fx_db *db, const char *sql, fx_db_cb cb, void *arg)
 {
-	enqueue(db, sql, -1, NULL, 0, cb, arg);
+	enqueue(db, sql, -1, NULL, 0, -1, cb, arg);
 }
 
 bool
@@ -379,6 +427,8 @@ retry_closed(uv_handle_t *h)
 	free(db->conninfo);
 	free(db->appname);
 	free(db->user);
+	for (int i = 0; i < db->nstmts; i++)
+		free(db->stmts[i]);
 	if (db->on_closed)
 		db->on_closed(db);
 }

@@ -7,6 +7,10 @@
  * query's callback gets res == NULL, and the connection is re-established
  * with backoff; on_ready runs after every (re)connect, before any queued
  * query is sent.  Notifications (LISTEN) go to on_notify.
+ *
+ * fx_db_query_prepared is for the few statements a connection sends over
+ * and over: each is parsed once per session (prepared on its first use, in
+ * the round trip before it) instead of on every call.
  */
 #ifndef FX_DB_H
 #define FX_DB_H
@@ -18,6 +22,8 @@
 
 typedef struct fx_db fx_db;
 
+#define FX_DB_MAX_STMTS 16
+
 /* res is NULL if the connection was lost; it is freed after the callback. */
 typedef void (*fx_db_cb) (fx_db *db, PGresult *res, void *arg);
 
@@ -27,6 +33,8 @@ typedef struct fx_db_query
 	int			nparams;		/* -1: simple protocol */
 	char	  **params;
 	int			binary;			/* ask for the result in binary format */
+	int			stmt;			/* index into fx_db.stmts, or -1 */
+	bool		preparing;		/* its PQsendPrepare is on the wire */
 	fx_db_cb	cb;
 	void	   *arg;
 	struct fx_db_query *next;
@@ -58,6 +66,9 @@ struct fx_db
 	PGresult   *last;			/* newest result of the query on the wire */
 	fx_db_query *head;
 	fx_db_query *tail;
+	char	   *stmts[FX_DB_MAX_STMTS];	/* SQL of prepared statements "fxN" */
+	bool		prepared[FX_DB_MAX_STMTS];	/* ... on this connection */
+	int			nstmts;
 	void	   *data;
 	void		(*on_ready) (fx_db *db);
 	void		(*on_notify) (fx_db *db, const char *channel, const char *payload);
@@ -72,6 +83,9 @@ void		fx_db_query_params(fx_db *db, const char *sql, int nparams,
 							   const char *const *params, fx_db_cb cb, void *arg);
 void		fx_db_query_binary(fx_db *db, const char *sql, int nparams,
 							   const char *const *params, fx_db_cb cb, void *arg);
+/* The same as fx_db_query_params, as a statement prepared once per session. */
+void		fx_db_query_prepared(fx_db *db, const char *sql, int nparams,
+								 const char *const *params, fx_db_cb cb, void *arg);
 /* A simple-protocol query: several statements, no parameters. */
 void		fx_db_query_simple(fx_db *db, const char *sql, fx_db_cb cb, void *arg);
 bool		fx_db_idle(fx_db *db);

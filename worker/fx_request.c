@@ -93,7 +93,7 @@ state_get(fx_requests *r, fx_inv *inv, const cJSON *seq)
 					  NULL, NULL);
 		return;
 	}
-	fx_db_query_params(r->db, "SELECT value FROM fx.state WHERE fn = $1 AND key = $2",
+	fx_db_query_prepared(r->db, "SELECT value FROM fx.state WHERE fn = $1 AND key = $2",
 					   2, params, state_read_cb, pending_new(r, inv, seq));
 }
 

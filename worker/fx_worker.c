@@ -110,6 +110,8 @@ finish_item(fx_inv *inv)
 
 	cJSON_AddNumberToObject(it, "id", (double) inv->id);
 	cJSON_AddNumberToObject(it, "epoch", inv->epoch);
+	if (inv->token)
+		cJSON_AddStringToObject(it, "token", inv->token);
 	cJSON_AddBoolToObject(it, "ok", inv->ok);
 	if (inv->ok)
 		cJSON_AddItemReferenceToObject(it, "result", inv->result);
@@ -223,7 +225,8 @@ cycled_cb(fx_db *db, PGresult *res, void *arg)
  * Send one fx.cycle: everything finished so far, and a claim for as many
  * as there is room for (running slots plus a prefetch of ready ones), in
  * one round trip and one commit.  Only one is in flight at a time; what
- * finishes meanwhile goes with the next, so a busy worker batches.
+ * finishes meanwhile goes with the next, so a busy worker batches.  A cycle
+ * that only claims commits without waiting for the disk (see fx.cycle).
  */
 static void
 cycle(fx_worker *w)
@@ -291,11 +294,14 @@ cycle(fx_worker *w)
 	w->cycling = true;
 	if (n > 0)
 		uv_timer_stop(&w->due);
-	fx_db_query_params(&w->db,
+	fx_db_query_prepared(&w->db,
 					   "SELECT id, epoch, fn, version, args, key, attempt, idempotency_key,"
 					   " hash, array_to_json(command), mode, memory_mb, timeout_ms, options,"
 					   " token, priority"
-					   " FROM fx.cycle($1, $2::jsonb, $3::int, $4::int, $5::int, $6::int, $7::bigint)",
+					   " FROM (SELECT set_config('synchronous_commit',"
+					   "   CASE WHEN $2::jsonb = '[]' THEN 'off'"
+					   "   ELSE current_setting('synchronous_commit') END, true)) s,"
+					   " fx.cycle($1, $2::jsonb, $3::int, $4::int, $5::int, $6::int, $7::bigint)",
 					   7, params, cycled_cb, (void *) (intptr_t) n);
 	cJSON_free(json);
 }
@@ -389,11 +395,6 @@ attempt_done(fx_inv *inv)
 		inv->next = w->done;
 		w->done = inv;
 	}
-	if (w->due_unknown && w->nactive == 0)
-	{
-		w->due_unknown = false;
-		schedule_due(w);
-	}
 	while (w->ready && w->nrunning < w->cfg.concurrency)
 	{
 		fx_inv	   *next = w->ready;
@@ -406,6 +407,12 @@ attempt_done(fx_inv *inv)
 		fx_exec_start(&w->ex, next);
 	}
 	cycle(w);
+	/* Behind the finish on the connection, not ahead of it. */
+	if (w->due_unknown && w->nactive == 0)
+	{
+		w->due_unknown = false;
+		schedule_due(w);
+	}
 	maybe_stop(w);
 }
 
@@ -802,7 +809,7 @@ next_due_cb(fx_db *db, PGresult *res, void *arg)
 static void
 schedule_due(fx_worker *w)
 {
-	fx_db_query_params(&w->db, "SELECT extract(epoch FROM fx.next_due() - now()) * 1000",
+	fx_db_query_prepared(&w->db, "SELECT extract(epoch FROM fx.next_due() - now()) * 1000",
 					   0, NULL, next_due_cb, NULL);
 }
 

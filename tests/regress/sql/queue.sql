@@ -34,7 +34,7 @@ EXCEPTION WHEN OTHERS OR query_canceled THEN
 END
 $$;
 
--- One finish item.
+-- One finish item, carrying the lease's current token as its worker would.
 CREATE FUNCTION pg_temp.item(id bigint, epoch int, ok boolean,
 							 result jsonb DEFAULT NULL, error text DEFAULT NULL,
 							 retryable boolean DEFAULT NULL,
@@ -42,7 +42,8 @@ CREATE FUNCTION pg_temp.item(id bigint, epoch int, ok boolean,
 RETURNS jsonb LANGUAGE sql AS $$
 	SELECT jsonb_strip_nulls(jsonb_build_object(
 		'id', id, 'epoch', epoch, 'ok', ok, 'result', result, 'error', error,
-		'retryable', retryable, 'logs', logs))
+		'retryable', retryable, 'logs', logs,
+		'token', (SELECT i.lease_token FROM fx.invocation i WHERE i.id = item.id)))
 $$;
 
 SELECT fx_deploy('q-job', 'true', options => '{"retries": 2, "timeout_ms": 1000}');
@@ -84,6 +85,7 @@ SELECT status, count(*) FROM fx.invocation GROUP BY status ORDER BY status;
 --
 SELECT fx.finish('worker-a', jsonb_build_array(
 	jsonb_build_object('id', :n2, 'epoch', 1, 'ok', true,
+					   'token', (SELECT lease_token FROM fx.invocation WHERE id = :n2),
 					   'result', '{"sum": 3}'::jsonb, 'wall_ms', 12.5,
 					   'cpu_ms', 3, 'max_rss_kb', 2048,
 					   'logs', '[[1700000000000, "stdout", "hello"],
@@ -135,6 +137,7 @@ UPDATE fx.invocation SET not_before = now() WHERE id = :n1;
 SELECT args->>'n' AS n, attempt, epoch FROM fx.claim('worker-a', 10);
 SELECT fx.finish('worker-a', jsonb_build_array(
 	jsonb_build_object('id', :n1, 'epoch', 3, 'ok', false, 'error', 'boom',
+					   'token', (SELECT lease_token FROM fx.invocation WHERE id = :n1),
 					   'detail', 'The third try failed too.',
 					   'logs', '[[0, "stderr", "try 3"]]'::jsonb))) = :n1 AS accepted;
 SELECT status, attempts, max_attempts, error, error_detail,
@@ -184,6 +187,12 @@ SELECT count(*) AS accepted FROM fx.finish('worker-b', jsonb_build_array(
 	pg_temp.item(:n6, 1, true, '"wrong owner"', NULL, NULL, '[[0, "stdout", "x"]]')));
 SELECT count(*) AS accepted FROM fx.finish('worker-a', jsonb_build_array(
 	pg_temp.item(:n6 + 1000, 1, true, '"no such id"')));
+-- Right owner and epoch, another lease's token (a claim lost in a crash
+-- and made again), or none: refused.
+SELECT count(*) AS accepted FROM fx.finish('worker-a', jsonb_build_array(
+	pg_temp.item(:n6, 1, true, '"wrong token"') || jsonb_build_object('token', gen_random_uuid())));
+SELECT count(*) AS accepted FROM fx.finish('worker-a', jsonb_build_array(
+	pg_temp.item(:n6, 1, true, '"no token"') - 'token'));
 SELECT fx.release('worker-b', ARRAY[:n6]::bigint[], ARRAY[1]) AS released;
 SELECT fx.release('worker-a', ARRAY[:n6]::bigint[], ARRAY[0]) AS released;
 SELECT status, attempts, lease_owner, lease_epoch, result

@@ -32,7 +32,7 @@ SELECT fx_invoke('st', '{"n": 1}', key => 'k1') > 0 AS queued;
 CREATE TEMP TABLE lease AS SELECT id, epoch, token FROM fx.claim('w', 10);
 SELECT count(*) AS claimed, bool_and(token IS NOT NULL) AS has_token FROM lease;
 SELECT count(*) AS accepted FROM fx.finish('w', (SELECT jsonb_agg(jsonb_build_object(
-	'id', id, 'epoch', epoch, 'ok', true, 'result', 1,
+	'id', id, 'epoch', epoch, 'token', token, 'ok', true, 'result', 1,
 	'state_op', 'set', 'state', '{"items": ["apple"]}'::jsonb)) FROM lease));
 SELECT fx_state('st', 'k1');
 SELECT bucket = fx.bucket('st', 'k1') AS same_bucket_as_invocation FROM fx.state;
@@ -42,7 +42,7 @@ TRUNCATE lease;
 SELECT fx_invoke('st', '{"n": 2}', key => 'k1') > 0 AS queued;
 INSERT INTO lease SELECT id, epoch, token FROM fx.claim('w', 10);
 SELECT count(*) AS accepted FROM fx.finish('w', (SELECT jsonb_agg(jsonb_build_object(
-	'id', id, 'epoch', epoch, 'ok', false, 'error', 'boom',
+	'id', id, 'epoch', epoch, 'token', token, 'ok', false, 'error', 'boom',
 	'state_op', 'set', 'state', '"lost"'::jsonb)) FROM lease));
 SELECT fx_state('st', 'k1') AS unchanged;
 
@@ -51,7 +51,7 @@ UPDATE fx.invocation SET not_before = now() WHERE status = 'queued';
 TRUNCATE lease;
 INSERT INTO lease SELECT id, epoch, token FROM fx.claim('w', 10);
 SELECT count(*) AS accepted FROM fx.finish('w', (SELECT jsonb_agg(jsonb_build_object(
-	'id', id, 'epoch', epoch, 'ok', true, 'result', 2, 'state_op', 'delete')) FROM lease));
+	'id', id, 'epoch', epoch, 'token', token, 'ok', true, 'result', 2, 'state_op', 'delete')) FROM lease));
 SELECT fx_state('st', 'k1') IS NULL AS deleted;
 
 -- A function's role may call fx.finish_tx (fenced by the token) and
