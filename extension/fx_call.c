@@ -35,6 +35,7 @@
 
 PG_FUNCTION_INFO_V1(fx_call);
 PG_FUNCTION_INFO_V1(fx_result);
+PG_FUNCTION_INFO_V1(fx_get_event);
 
 static PGconn *loopback = NULL;
 
@@ -179,9 +180,11 @@ enum
 {
 	LOOPBACK_INVOKE,
 	LOOPBACK_FETCH,
+	LOOPBACK_EVENT,
 	LOOPBACK_NSTMTS
 };
 static bool loopback_prepared[LOOPBACK_NSTMTS];
+static bool loopback_events;	/* LISTEN fx_event sent on this connection */
 
 /*
  * Run one statement on the loopback, connecting first if needed; stmt >= 0
@@ -202,6 +205,7 @@ loopback_run(int stmt, const char *sql, int n, const char *const *params)
 	if (loopback == NULL)
 	{
 		memset(loopback_prepared, 0, sizeof(loopback_prepared));
+		loopback_events = false;
 		loopback_connect();
 		if (!PQsendQuery(loopback, psprintf("LISTEN fx_done_%d", PQbackendPID(loopback))))
 			loopback_fail("use");
@@ -449,4 +453,76 @@ fx_result(PG_FUNCTION_ARGS)
 		pause = Min(pause * 2, 100);
 	}
 	PG_RETURN_DATUM(outcome_datum(id, &o));
+}
+
+/*
+ * fx_get_event(workflow, key, wait) -> jsonb
+ *
+ * The value workflow last set for its event key; NULL when it has set none
+ * within wait.  Reads through the loopback (the committed world, whatever
+ * the caller's isolation level), and waits for the fx_event notification
+ * that a set_event step sends, listened for before the first look.
+ */
+Datum
+fx_get_event(PG_FUNCTION_ARGS)
+{
+	int64		wf = PG_GETARG_INT64(0);
+	char	   *key = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	long		wait_ms = interval_ms(PG_GETARG_INTERVAL_P(2), "wait");
+	TimestampTz end = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), wait_ms);
+	char	   *want = psprintf(INT64_FORMAT " %s", wf, key);
+	const char *params[2] = {psprintf(INT64_FORMAT, wf), key};
+
+	for (;;)
+	{
+		PGresult   *res;
+		long		left;
+
+		if (!loopback_events && wait_ms > 0)
+		{
+			PQclear(loopback_run(-1, "LISTEN fx_event", 0, NULL));
+			loopback_events = true;
+		}
+		res = loopback_run(LOOPBACK_EVENT,
+						   "SELECT EXISTS (SELECT 1 FROM fx.invocation WHERE id = $1),"
+						   " e.value FROM (SELECT 1) one"
+						   " LEFT JOIN fx.event e ON e.workflow_id = $1 AND e.key = $2",
+						   2, params);
+		if (strcmp(PQgetvalue(res, 0, 0), "t") != 0)
+		{
+			PQclear(res);
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_OBJECT),
+					 errmsg("workflow " INT64_FORMAT " does not exist", wf)));
+		}
+		if (!PQgetisnull(res, 0, 1))
+		{
+			Datum		d = DirectFunctionCall1(jsonb_in,
+											CStringGetDatum(pstrdup(PQgetvalue(res, 0, 1))));
+
+			PQclear(res);
+			PG_RETURN_DATUM(d);
+		}
+		PQclear(res);
+		/* Wait for a set_event of this key (any other notification: look again). */
+		for (;;)
+		{
+			PGnotify   *n;
+			bool		hit = false;
+
+			left = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), end);
+			if (left <= 0)
+				PG_RETURN_NULL();
+			while ((n = PQnotifies(loopback)) != NULL)
+			{
+				hit = hit || strcmp(n->extra, want) == 0;
+				PQfreemem(n);
+			}
+			if (hit)
+				break;
+			wait_socket(loopback, WL_SOCKET_READABLE, left);
+			if (!PQconsumeInput(loopback))
+				loopback_fail("read from");
+		}
+	}
 }

@@ -90,6 +90,58 @@
  *
  * which returns {"rows":[],"count":1,"command":"INSERT"}.
  *
+ * A session function is a workflow as soon as it records steps ("Workflows"
+ * in docs/protocol.md).  Each step is numbered in the order the code reaches
+ * it (1, 2, 3, ... in every invocation) and recorded when it ends; when the
+ * invocation runs again, after a crash, a failed attempt or an eviction, a
+ * recorded step returns its recorded outcome instead of running again, so
+ * the code between steps must be deterministic.  The steps: fx_run() (runs
+ * a fx_step_fn once and records its output), fx_call() (another function
+ * as a child invocation, waited for), fx_start() and fx_await() (a child
+ * not waited for, then waited for), fx_sleep(), fx_recv() (a message sent
+ * to this workflow), fx_send() and fx_set_event().  Each returns its output
+ * (a new item the caller deletes) or true; after a failure NULL (-1 for
+ * fx_start) or false, and fx_error() gives the message.  A failed step (the
+ * fx_step_fn called fx_fail(), a child failed) leaves fx_sqlstate() NULL
+ * and its detail in fx_error_detail(), and fails again on every replay; an
+ * error reply sets fx_sqlstate(), as above.  fx_workflow_id() is the
+ * invocation id.  A step that waits longer than the worker allows is
+ * evicted (SQLSTATE FXW02): every later request fails at once, and
+ * whatever the handler returns the SDK answers the invocation with the
+ * error "evicted", which the worker ignores; it runs the invocation again
+ * when the wait is over.  A replay that reaches other steps than the
+ * recorded ones gets SQLSTATE FXW01; the invocation has failed (not
+ * retried) and should give up.  Workflows need session mode; in simple
+ * mode the steps fail with SQLSTATE 0A000.  An order:
+ *
+ *	static cJSON *
+ *	price(fx_ctx *ctx, void *arg)
+ *	{
+ *		const cJSON *items = arg;
+ *
+ *		(void) ctx;
+ *		return cJSON_CreateNumber(10.0 * cJSON_GetArraySize(items));
+ *	}
+ *
+ *	static cJSON *
+ *	order(fx_ctx *ctx, const cJSON *args)
+ *	{
+ *		cJSON	   *total = fx_run(ctx, "price", price,
+ *								   cJSON_GetObjectItem(args, "items"));
+ *		cJSON	   *paid = NULL;
+ *
+ *		if (total != NULL)
+ *			paid = fx_recv(ctx, "confirmed", 3600 * 1000);
+ *		if (paid == NULL)
+ *		{
+ *			fx_fail(ctx, fx_error(ctx), fx_error_detail(ctx), 0);
+ *			cJSON_Delete(total);
+ *			return NULL;
+ *		}
+ *		cJSON_Delete(paid);
+ *		return total;
+ *	}
+ *
  * Everything here is static; names starting with fx__ are internal.
  *
  *-------------------------------------------------------------------------
@@ -139,9 +191,20 @@ typedef struct fx_ctx
 	/* the last request's error reply, NULL after a success */
 	char	   *error;
 	char	   *sqlstate;
+	char	   *error_detail;	/* a failed step's detail */
+	/* workflows: the last step number; set once a request was evicted */
+	long long	step;
+	int			evicted;
 } fx_ctx;
 
 typedef cJSON *(*fx_handler) (fx_ctx *ctx, const cJSON *args);
+
+/*
+ * The code of an inline step (fx_run).  It returns the step's output, a new
+ * item whose ownership passes to the SDK (NULL means JSON null), or calls
+ * fx_fail() and returns NULL to fail the step.
+ */
+typedef cJSON *(*fx_step_fn) (fx_ctx *ctx, void *arg);
 
 static inline long long
 fx_invocation_id(const fx_ctx *ctx)
@@ -177,6 +240,13 @@ static inline const char *
 fx_fn(const fx_ctx *ctx)
 {
 	return ctx->fn;
+}
+
+/* The workflow's id: the invocation id. */
+static inline long long
+fx_workflow_id(const fx_ctx *ctx)
+{
+	return ctx->id;
 }
 
 static inline char *
@@ -232,6 +302,7 @@ fx__ctx_free(fx_ctx *ctx)
 	free(ctx->detail);
 	free(ctx->error);
 	free(ctx->sqlstate);
+	free(ctx->error_detail);
 }
 
 /*
@@ -403,13 +474,22 @@ fx_sqlstate(const fx_ctx *ctx)
 	return ctx->sqlstate;
 }
 
+/* The detail of the last request's failed step, or NULL. */
+static inline const char *
+fx_error_detail(const fx_ctx *ctx)
+{
+	return ctx->error_detail;
+}
+
 static inline void
 fx__set_error(fx_ctx *ctx, const char *message, const char *sqlstate)
 {
 	free(ctx->error);
 	free(ctx->sqlstate);
+	free(ctx->error_detail);
 	ctx->error = message ? fx__strdup(message) : NULL;
 	ctx->sqlstate = sqlstate ? fx__strdup(sqlstate) : NULL;
+	ctx->error_detail = NULL;
 }
 
 /*
@@ -426,7 +506,8 @@ fx__request_broken(const char *why, long long seq)
 
 /*
  * Start a request of the given type: {"type":type,"seq":N}.  In simple
- * mode there is no worker to ask; returns NULL with the error set.
+ * mode there is no worker to ask, and after an eviction no point in asking;
+ * returns NULL with the error set.
  */
 static inline cJSON *
 fx__request_new(fx_ctx *ctx, const char *type)
@@ -436,6 +517,11 @@ fx__request_new(fx_ctx *ctx, const char *type)
 	if (ctx->sock < 0)
 	{
 		fx__set_error(ctx, "state and sql need session mode", "0A000");
+		return NULL;
+	}
+	if (ctx->evicted)
+	{
+		fx__set_error(ctx, "workflow evicted while waiting", "FXW02");
 		return NULL;
 	}
 	req = cJSON_CreateObject();
@@ -476,6 +562,8 @@ fx__request(fx_ctx *ctx, cJSON *req)
 	{
 		code = fx__string(reply, "code");
 		fx__set_error(ctx, fx__string(reply, "error"), code ? code : "XX000");
+		if (code != NULL && strcmp(code, "FXW02") == 0)
+			ctx->evicted = 1;
 		cJSON_Delete(reply);
 		return NULL;
 	}
@@ -549,6 +637,276 @@ fx_state_delete(fx_ctx *ctx)
 	return reply != NULL;
 }
 
+/*
+ * Start the request of a step: {"type":type,"seq":N,"step":S}, S being the
+ * step number, the next one unless step > 0.  NULL with the error set if
+ * it cannot be sent.
+ */
+static inline cJSON *
+fx__step_new(fx_ctx *ctx, const char *type, long long step)
+{
+	cJSON	   *req;
+
+	if (ctx->sock < 0)
+	{
+		fx__set_error(ctx, "workflows need session mode", "0A000");
+		return NULL;
+	}
+	if ((req = fx__request_new(ctx, type)) != NULL)
+		cJSON_AddNumberToObject(req, "step",
+								(double) (step > 0 ? step : ++ctx->step));
+	return req;
+}
+
+/*
+ * The outcome a step request got (value, deleted here): returns 1 with the
+ * output in *output (never NULL: a JSON null is an item), 0 if the step
+ * failed (its error set, SQLSTATE NULL), 2 for {"done":false} if pending.
+ * Anything else breaks the protocol.
+ */
+static inline int
+fx__outcome(fx_ctx *ctx, cJSON *value, int pending, cJSON **output)
+{
+	const cJSON *done = cJSON_GetObjectItemCaseSensitive(value, "done");
+	const char *error = fx__string(value, "error");
+
+	*output = NULL;
+	if (!cJSON_IsBool(done) || (cJSON_IsFalse(done) && !pending))
+	{
+		cJSON_Delete(value);
+		fx__request_broken("the reply is not a step outcome", *ctx->seq);
+	}
+	if (cJSON_IsFalse(done))
+	{
+		cJSON_Delete(value);
+		return 2;
+	}
+	if (error != NULL)
+	{
+		fx__set_error(ctx, error, NULL);
+		if (fx__string(value, "detail") != NULL)
+			ctx->error_detail = fx__strdup(fx__string(value, "detail"));
+		cJSON_Delete(value);
+		return 0;
+	}
+	*output = cJSON_DetachItemFromObjectCaseSensitive(value, "output");
+	if (*output == NULL)
+		*output = cJSON_CreateNull();
+	cJSON_Delete(value);
+	return 1;
+}
+
+/* Send a step request (see fx__step_new) and return its output or NULL. */
+static inline cJSON *
+fx__step(fx_ctx *ctx, cJSON *req)
+{
+	cJSON	   *value = fx__request(ctx, req);
+	cJSON	   *output;
+
+	if (value == NULL)
+		return NULL;
+	fx__outcome(ctx, value, 0, &output);
+	return output;
+}
+
+/* Add item (the caller keeps it; NULL means JSON null) to req as name. */
+static inline void
+fx__add_json(cJSON *req, const char *name, const cJSON *item)
+{
+	if (req != NULL)
+		cJSON_AddItemToObject(req, name, item ? cJSON_Duplicate(item, 1)
+							  : cJSON_CreateNull());
+}
+
+/*
+ * Step: run fn(ctx, arg) once.  The first time the step is reached fn runs
+ * and its output is recorded; a replay returns the recorded output without
+ * running fn.  If fn calls fx_fail(), the step's failure is recorded (and
+ * the invocation has not failed: the fx_fail() was the step's): fx_run()
+ * returns NULL with fx_error() and fx_error_detail() giving fx_fail()'s
+ * message and detail, now and on every replay.  Returns a new item the
+ * caller deletes (a JSON null for a null output), or NULL (see
+ * fx_error(), fx_sqlstate()).  fx_sql() in fn commits with the step.
+ */
+static inline cJSON *
+fx_run(fx_ctx *ctx, const char *name, fx_step_fn fn, void *arg)
+{
+	cJSON	   *req;
+	cJSON	   *value;
+	cJSON	   *output;
+	long long	step;
+	int			failed = ctx->failed;
+	int			retryable = ctx->retryable;
+	char	   *message = ctx->message;
+	char	   *detail = ctx->detail;
+
+	if (name == NULL || fn == NULL)
+	{
+		fx__set_error(ctx, name ? "fn must not be NULL"
+					  : "name must not be NULL", "22023");
+		return NULL;
+	}
+	if ((req = fx__step_new(ctx, "step", 0)) == NULL)
+		return NULL;
+	step = ctx->step;
+	cJSON_AddStringToObject(req, "name", name);
+	if ((value = fx__request(ctx, req)) == NULL)
+		return NULL;
+	if (fx__outcome(ctx, value, 1, &output) != 2)
+		return output;			/* recorded */
+
+	/* Run the code: a failure it reports is the step's, not the handler's. */
+	ctx->failed = 0;
+	ctx->message = ctx->detail = NULL;
+	output = fn(ctx, arg);
+	req = fx__step_new(ctx, "step.done", step);
+	if (req != NULL)
+		cJSON_AddStringToObject(req, "name", name);
+	if (req != NULL && ctx->failed)
+	{
+		cJSON_AddStringToObject(req, "error", ctx->message);
+		if (ctx->detail)
+			cJSON_AddStringToObject(req, "detail", ctx->detail);
+		else
+			cJSON_AddNullToObject(req, "detail");
+	}
+	else if (req != NULL)
+		cJSON_AddItemToObject(req, "output",
+							  output ? output : cJSON_CreateNull());
+	if (req == NULL || ctx->failed)
+		cJSON_Delete(output);
+	free(ctx->message);
+	free(ctx->detail);
+	ctx->failed = failed;
+	ctx->retryable = retryable;
+	ctx->message = message;
+	ctx->detail = detail;
+	return fx__step(ctx, req);
+}
+
+/*
+ * Step: run function fn ("name" or "name:version") with args (the caller
+ * keeps them; NULL means JSON null) as a child invocation and wait for it.
+ * Returns its result, a new item the caller deletes, or NULL if it failed
+ * (see fx_error(), fx_error_detail()) or on an error.
+ */
+static inline cJSON *
+fx_call(fx_ctx *ctx, const char *fn, const cJSON *args)
+{
+	cJSON	   *req = fx__step_new(ctx, "call", 0);
+
+	if (req != NULL)
+		cJSON_AddStringToObject(req, "fn", fn ? fn : "");
+	fx__add_json(req, "args", args);
+	return fx__step(ctx, req);
+}
+
+/*
+ * Step: start function fn with args as a child invocation without waiting
+ * for it.  Returns its invocation id (for fx_await()), or -1 on an error.
+ */
+static inline long long
+fx_start(fx_ctx *ctx, const char *fn, const cJSON *args)
+{
+	cJSON	   *req = fx__step_new(ctx, "start", 0);
+	cJSON	   *output;
+	long long	child;
+
+	if (req != NULL)
+		cJSON_AddStringToObject(req, "fn", fn ? fn : "");
+	fx__add_json(req, "args", args);
+	if ((output = fx__step(ctx, req)) == NULL)
+		return -1;
+	if (!cJSON_IsNumber(output))
+	{
+		cJSON_Delete(output);
+		fx__request_broken("the child's id is not a number", *ctx->seq);
+	}
+	child = (long long) output->valuedouble;
+	cJSON_Delete(output);
+	return child;
+}
+
+/* Step: wait for a child started by fx_start(); as fx_call(). */
+static inline cJSON *
+fx_await(fx_ctx *ctx, long long child)
+{
+	cJSON	   *req = fx__step_new(ctx, "await", 0);
+
+	if (req != NULL)
+		cJSON_AddNumberToObject(req, "child", (double) child);
+	return fx__step(ctx, req);
+}
+
+/* Return 1 if req, a step whose output is null, succeeds, else 0. */
+static inline int
+fx__step_ok(fx_ctx *ctx, cJSON *req)
+{
+	cJSON	   *output = fx__step(ctx, req);
+
+	cJSON_Delete(output);
+	return output != NULL;
+}
+
+/* Step: a durable sleep of ms milliseconds (a replay sleeps what is left). */
+static inline int
+fx_sleep(fx_ctx *ctx, long long ms)
+{
+	cJSON	   *req = fx__step_new(ctx, "sleep", 0);
+
+	if (req != NULL)
+		cJSON_AddNumberToObject(req, "ms", (double) ms);
+	return fx__step_ok(ctx, req);
+}
+
+/*
+ * Step: the payload of the oldest message sent to this workflow on topic,
+ * waiting up to timeout_ms (< 0: for ever).  Returns a new item the caller
+ * deletes (a JSON null on a timeout), or NULL on an error.
+ */
+static inline cJSON *
+fx_recv(fx_ctx *ctx, const char *topic, long long timeout_ms)
+{
+	cJSON	   *req = fx__step_new(ctx, "recv", 0);
+
+	if (req != NULL)
+	{
+		cJSON_AddStringToObject(req, "topic", topic ? topic : "");
+		if (timeout_ms < 0)
+			cJSON_AddNullToObject(req, "timeout_ms");
+		else
+			cJSON_AddNumberToObject(req, "timeout_ms", (double) timeout_ms);
+	}
+	return fx__step(ctx, req);
+}
+
+/* Step: send payload (the caller keeps it) to workflow "to" on topic. */
+static inline int
+fx_send(fx_ctx *ctx, long long to, const char *topic, const cJSON *payload)
+{
+	cJSON	   *req = fx__step_new(ctx, "send", 0);
+
+	if (req != NULL)
+	{
+		cJSON_AddNumberToObject(req, "to", (double) to);
+		cJSON_AddStringToObject(req, "topic", topic ? topic : "");
+	}
+	fx__add_json(req, "payload", payload);
+	return fx__step_ok(ctx, req);
+}
+
+/* Step: set this workflow's event key to value (the caller keeps it). */
+static inline int
+fx_set_event(fx_ctx *ctx, const char *key, const cJSON *value)
+{
+	cJSON	   *req = fx__step_new(ctx, "set_event", 0);
+
+	if (req != NULL)
+		cJSON_AddStringToObject(req, "key", key ? key : "");
+	fx__add_json(req, "value", value);
+	return fx__step_ok(ctx, req);
+}
+
 /* Build the "result" or "error" answer to invocation id. */
 static inline cJSON *
 fx__answer(fx_ctx *ctx, double id, cJSON *result)
@@ -581,6 +939,7 @@ fx__invoke(int fd, long long *seq, fx_handler handler, const cJSON *msg)
 	const cJSON *args = cJSON_GetObjectItemCaseSensitive(msg, "args");
 	cJSON	   *null_args = NULL;
 	cJSON	   *result;
+	cJSON	   *reply;
 	fx_ctx		ctx;
 	int			rc;
 
@@ -604,7 +963,19 @@ fx__invoke(int fd, long long *seq, fx_handler handler, const cJSON *msg)
 		ctx.idempotency_key = "";
 
 	result = fx__call(handler, &ctx, args);
-	rc = fx__send(fd, fx__answer(&ctx, id->valuedouble, result));
+	if (ctx.evicted)
+	{
+		/* the worker has given the invocation up: nothing else counts */
+		cJSON_Delete(result);
+		reply = cJSON_CreateObject();
+		cJSON_AddStringToObject(reply, "type", "error");
+		cJSON_AddNumberToObject(reply, "id", id->valuedouble);
+		cJSON_AddStringToObject(reply, "message", "evicted");
+		cJSON_AddBoolToObject(reply, "retryable", 1);
+	}
+	else
+		reply = fx__answer(&ctx, id->valuedouble, result);
+	rc = fx__send(fd, reply);
 	fx__ctx_free(&ctx);
 	cJSON_Delete(null_args);
 	return rc;

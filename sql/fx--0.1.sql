@@ -87,7 +87,9 @@ CREATE TABLE fx.invocation (
 	lease_token		uuid,			/* secret of the current lease: a finish must carry it */
 	lease_pid		int,
 	lease_expiry	timestamptz,
-	waiter			int,			/* backend pid of a waiting fx_call */
+	waiter			int,			/* backend pid of a waiting fx_call or workflow */
+	parent			bigint,			/* the workflow that started it as a step */
+	replay			boolean NOT NULL DEFAULT false,	/* has recorded steps from an earlier run */
 	result			jsonb,
 	error			text,
 	error_detail	text,
@@ -238,6 +240,9 @@ BEGIN
 	 WHERE i.id = fx_cancel.id;
 	PERFORM fx.unblock_next(i.fn, i.key) FROM fx.invocation i
 	  WHERE i.id = fx_cancel.id AND i.key IS NOT NULL;
+	/* A workflow waiting for it, evicted, runs on. */
+	PERFORM fx.wake(ARRAY[i.parent]) FROM fx.invocation i
+	  WHERE i.id = fx_cancel.id AND i.parent IS NOT NULL;
 	IF s = 'running' THEN
 		/* The worker running it kills the attempt when this commits. */
 		PERFORM pg_notify('fx_cancel', id::text);
@@ -343,7 +348,7 @@ CREATE FUNCTION fx.claim(owner text, n int, lease_slack interval DEFAULT '30s',
 RETURNS TABLE (id bigint, epoch int, fn text, version int, args jsonb,
 			   key text, attempt int, idempotency_key text, hash text,
 			   command text[], mode text, memory_mb int, timeout_ms int,
-			   options jsonb, token uuid, priority int)
+			   options jsonb, token uuid, priority int, replay boolean)
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -374,11 +379,13 @@ BEGIN
 		 WHERE i.id = picked.id AND v.fn = i.fn AND v.version = i.version
 		RETURNING i.id, i.lease_epoch, i.fn, i.version, i.args, i.key, i.attempts,
 				  i.idempotency_key, i.priority, v.hash, v.command, v.mode,
-				  v.memory_mb, v.timeout_ms, v.options, i.lease_token
+				  v.memory_mb, v.timeout_ms, v.options, i.lease_token,
+				  i.replay OR i.attempts > 1 AS replay
 	)
 	SELECT c.id, c.lease_epoch, c.fn, c.version, c.args, c.key, c.attempts,
 		   coalesce(c.idempotency_key, 'fx-' || c.id), c.hash, c.command,
-		   c.mode, c.memory_mb, c.timeout_ms, c.options, c.lease_token, c.priority
+		   c.mode, c.memory_mb, c.timeout_ms, c.options, c.lease_token, c.priority,
+		   c.replay
 	  FROM claimed c
 	 ORDER BY c.priority DESC, c.id;
 END
@@ -427,6 +434,7 @@ AS $$
 DECLARE
 	finished bigint[];
 	keyed boolean;
+	parents bigint[];
 BEGIN
 	WITH it AS (
 		SELECT * FROM jsonb_to_recordset(items) AS x(
@@ -458,7 +466,7 @@ BEGIN
 		  FROM it
 		 WHERE i.id = it.id AND i.lease_owner = owner AND i.lease_epoch = it.epoch
 		   AND i.lease_token = it.token AND i.status = 'running'
-		RETURNING i.id, i.attempts, i.status, i.waiter, i.result,
+		RETURNING i.id, i.attempts, i.status, i.waiter, i.result, i.parent,
 				  i.fn, i.key, i.bucket, it.state_op, it.state, it.logs
 	), stated AS (
 		INSERT INTO fx.state AS s (fn, key, bucket, value, invocation_id)
@@ -492,9 +500,13 @@ BEGIN
 												  ELSE '' END)) AS n
 		  FROM done d WHERE d.waiter IS NOT NULL AND d.status <> 'queued'
 	)
-	SELECT coalesce(array_agg(d.id), '{}'), coalesce(bool_or(d.key IS NOT NULL), false)
-	  INTO finished, keyed
+	SELECT coalesce(array_agg(d.id), '{}'), coalesce(bool_or(d.key IS NOT NULL), false),
+		   array_agg(d.parent) FILTER (WHERE d.parent IS NOT NULL AND d.status <> 'queued')
+	  INTO finished, keyed, parents
 	  FROM done d, notified;
+	IF parents IS NOT NULL THEN
+		PERFORM fx.wake(parents);
+	END IF;
 	/*
 	 * Unblock the next invocation of each key that finished: a statement
 	 * of its own, since it must see the statuses just written.
@@ -528,7 +540,7 @@ CREATE FUNCTION fx.cycle(owner text, items jsonb, n int, backoff_ms int DEFAULT 
 RETURNS TABLE (id bigint, epoch int, fn text, version int, args jsonb,
 			   key text, attempt int, idempotency_key text, hash text,
 			   command text[], mode text, memory_mb int, timeout_ms int,
-			   options jsonb, token uuid, priority int)
+			   options jsonb, token uuid, priority int, replay boolean)
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -594,6 +606,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	n int;
+	parents bigint[];
 BEGIN
 	WITH lost AS (
 		SELECT i.id FROM fx.invocation i
@@ -611,12 +624,17 @@ BEGIN
 			   lease_owner = NULL, lease_pid = NULL, lease_expiry = NULL,
 			   lease_token = NULL
 		  FROM lost WHERE i.id = lost.id
-		RETURNING i.id, i.status, i.waiter
+		RETURNING i.id, i.status, i.waiter, i.parent
 	)
-	SELECT count(*)::int INTO n FROM (
+	SELECT count(*)::int, array_agg(s.parent) FILTER (WHERE s.parent IS NOT NULL)
+	  INTO n, parents FROM (
 		SELECT CASE WHEN m.status = 'dead' AND m.waiter IS NOT NULL
-					THEN pg_notify('fx_done_' || m.waiter, m.id::text) END
+					THEN pg_notify('fx_done_' || m.waiter, m.id::text) END,
+			   CASE WHEN m.status = 'dead' THEN m.parent END AS parent
 		  FROM moved m) s;
+	IF parents IS NOT NULL THEN
+		PERFORM fx.wake(parents);
+	END IF;
 	/*
 	 * Unblock the first invocation of every key with no head: its head
 	 * died here, or ended while it was being enqueued.
@@ -713,13 +731,547 @@ BEGIN
 END
 $$;
 
+/* ---------------------------------------------------------------------
+ * Workflows: steps, children, messages, events (docs/protocol.md,
+ * "Workflows").  A workflow is an invocation that records steps; after any
+ * crash it runs again from the start and its recorded steps return their
+ * outcomes.  The worker records steps with asynchronous commits (see the
+ * protocol's "Durability"); every write below is fenced by the lease
+ * (owner and token) of the workflow's running attempt.
+ * --------------------------------------------------------------------- */
+
+CREATE TABLE fx.step (
+	invocation_id	bigint NOT NULL,	/* the workflow */
+	step			int NOT NULL,		/* 1, 2, ... in the order the code reached them */
+	bucket			int NOT NULL,		/* its workflow's */
+	name			text NOT NULL,		/* run: the code's name; else the kind or the child's fn */
+	kind			text NOT NULL,		/* run, call, start, await, sleep, recv, send, set_event */
+	done			boolean NOT NULL DEFAULT false,	/* false: still waiting */
+	output			jsonb,
+	error			text,				/* the step failed: replays raise it again */
+	detail			text,
+	child			bigint,				/* call, start, await */
+	wake_at			timestamptz,		/* sleep: wake-up; recv: timeout */
+	topic			text,				/* recv */
+	started_at		timestamptz NOT NULL DEFAULT clock_timestamp(),
+	finished_at		timestamptz,
+	PRIMARY KEY (invocation_id, step)
+);
+
+/* Messages to workflows (fx_send, a step's send); recv takes each once. */
+CREATE TABLE fx.message (
+	id				bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	workflow_id		bigint NOT NULL,
+	topic			text NOT NULL,
+	payload			jsonb,
+	sender			bigint,				/* the sending workflow; NULL: SQL */
+	created_at		timestamptz NOT NULL DEFAULT now(),
+	taken_step		int					/* the recv step that took it */
+);
+CREATE INDEX message_waiting ON fx.message (workflow_id, topic, id) WHERE taken_step IS NULL;
+
+/* Events a workflow publishes (set_event), read with fx_get_event. */
+CREATE TABLE fx.event (
+	workflow_id		bigint NOT NULL,
+	key				text NOT NULL,
+	value			jsonb,
+	updated_at		timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (workflow_id, key)
+);
+
+CREATE INDEX invocation_parent ON fx.invocation (parent) WHERE parent IS NOT NULL;
+
+/*
+ * Whether owner's attempt still holds the lease on workflow id, locking its
+ * row: a worker whose lease moved on records nothing.
+ */
+CREATE FUNCTION fx.holds(owner text, token uuid, id bigint) RETURNS boolean
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT EXISTS (SELECT 1 FROM fx.invocation i
+				   WHERE i.id = $3 AND i.lease_owner = $1 AND i.lease_token = $2
+					 AND i.status = 'running'
+				   FOR UPDATE)
+$$;
+
+/*
+ * Wake workflows waiting, evicted, for something that just happened (a
+ * child ended, a message came): those queued for later run now.  The rows
+ * are locked first, in id order, so that a wake racing with fx.evict is
+ * settled by the lock (see there).
+ */
+CREATE FUNCTION fx.wake(ids bigint[]) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	woken int;
+BEGIN
+	PERFORM 1 FROM fx.invocation i WHERE i.id = ANY (ids) ORDER BY i.id FOR UPDATE;
+	UPDATE fx.invocation i SET not_before = now()
+	 WHERE i.id = ANY (ids) AND i.status = 'queued' AND i.not_before > now();
+	GET DIAGNOSTICS woken = ROW_COUNT;
+	IF woken > 0 THEN
+		PERFORM pg_notify('fx_wake', '');
+	END IF;
+END
+$$;
+
+/* Record a step that ended (run, send, set_event, or a wait that ended). */
+CREATE FUNCTION fx.step_done(owner text, token uuid, id bigint, step int, name text,
+							 kind text, output jsonb, error text DEFAULT NULL,
+							 detail text DEFAULT NULL, started timestamptz DEFAULT NULL)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+BEGIN
+	IF NOT fx.holds(owner, token, id) THEN
+		RETURN false;
+	END IF;
+	INSERT INTO fx.step AS s (invocation_id, step, bucket, name, kind, done, output,
+							  error, detail, started_at, finished_at)
+	SELECT id, step, i.bucket, name, kind, true, output, error, detail,
+		   coalesce(started, clock_timestamp()), clock_timestamp()
+	  FROM fx.invocation i WHERE i.id = id
+	ON CONFLICT ON CONSTRAINT step_pkey DO UPDATE
+	   SET done = true, output = EXCLUDED.output, error = EXCLUDED.error,
+		   detail = EXCLUDED.detail, finished_at = EXCLUDED.finished_at
+	 WHERE NOT s.done;
+	RETURN true;
+END
+$$;
+
+/*
+ * Record an inline step from inside the workflow's own transaction, in the
+ * session of its function's role, so that the sql the step ran commits with
+ * its record; fenced by the lease's secret token, as fx.finish_tx.
+ */
+CREATE FUNCTION fx.step_tx(owner text, token uuid, id bigint, step int, name text,
+						   output jsonb, started timestamptz DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF NOT fx.step_done(owner, token, id, step, name, 'run', output, NULL, NULL, started) THEN
+		RAISE EXCEPTION 'invocation % is no longer leased to %', id, owner
+			USING ERRCODE = 'FXL01';
+	END IF;
+END
+$$;
+
+/* Record a step that waits (sleep, recv): its wake-up or timeout first. */
+CREATE FUNCTION fx.step_wait(owner text, token uuid, id bigint, step int, kind text,
+							 wake_at timestamptz, topic text DEFAULT NULL)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+BEGIN
+	IF NOT fx.holds(owner, token, id) THEN
+		RETURN false;
+	END IF;
+	INSERT INTO fx.step (invocation_id, step, bucket, name, kind, wake_at, topic)
+	SELECT id, step, i.bucket, kind, kind, wake_at, topic
+	  FROM fx.invocation i WHERE i.id = id
+	ON CONFLICT ON CONSTRAINT step_pkey DO NOTHING;
+	RETURN true;
+END
+$$;
+
+/*
+ * Start a child invocation as step `step` of workflow id (kind 'call' or
+ * 'start'), once however often the step is replayed: its idempotency key is
+ * fx-wf-<id>-<step>.  waiter (the worker's backend pid) is notified when it
+ * ends.  Returns the child's id, or NULL if the lease moved on.
+ */
+CREATE FUNCTION fx.start_child(owner text, token uuid, id bigint, step int, kind text,
+							   fn text, args jsonb, waiter int)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+	child bigint;
+BEGIN
+	IF NOT fx.holds(owner, token, id) THEN
+		RETURN NULL;
+	END IF;
+	child := @extschema@.fx_invoke(fn, args, idempotency_key => 'fx-wf-' || id || '-' || step);
+	UPDATE fx.invocation c SET parent = id, waiter = waiter WHERE c.id = child;
+	INSERT INTO fx.step AS s (invocation_id, step, bucket, name, kind, done, output, child,
+							  finished_at)
+	SELECT id, step, i.bucket, fn, kind, kind = 'start',
+		   CASE WHEN kind = 'start' THEN to_jsonb(child) END, child,
+		   CASE WHEN kind = 'start' THEN clock_timestamp() END
+	  FROM fx.invocation i WHERE i.id = id
+	ON CONFLICT ON CONSTRAINT step_pkey DO NOTHING;
+	RETURN child;
+END
+$$;
+
+/*
+ * Step `step` of workflow id (kind 'call' or 'await') waits for child: if
+ * the child has ended, record the step's outcome and return it (status,
+ * and result or error); if not, record the step as waiting (an await's
+ * first time) and make waiter (the worker's backend pid) the child's waiter,
+ * notified when it ends, and return a NULL status.
+ */
+CREATE FUNCTION fx.await_child(owner text, token uuid, id bigint, step int, kind text,
+							   child bigint, waiter int,
+							   OUT status text, OUT result jsonb, OUT error text,
+							   OUT detail text)
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+	c fx.invocation;
+BEGIN
+	IF NOT fx.holds(owner, token, id) THEN
+		RAISE EXCEPTION 'invocation % is no longer leased to %', id, owner
+			USING ERRCODE = 'FXL01';
+	END IF;
+	SELECT * INTO c FROM fx.invocation i WHERE i.id = child AND i.parent = id;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'invocation % is not a child of workflow %', child, id
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF c.status IN ('queued', 'running') THEN
+		INSERT INTO fx.step (invocation_id, step, bucket, name, kind, child)
+		SELECT id, step, i.bucket, kind, kind, child FROM fx.invocation i WHERE i.id = id
+		ON CONFLICT ON CONSTRAINT step_pkey DO NOTHING;
+		UPDATE fx.invocation i SET waiter = waiter WHERE i.id = child;
+		RETURN;
+	END IF;
+	status := c.status::text;
+	IF c.status = 'succeeded' THEN
+		result := coalesce(c.result, 'null');
+	ELSE
+		error := coalesce(c.error, c.status::text);
+		detail := format('Child invocation %s of "%s" ended %s.', child, c.fn, c.status);
+	END IF;
+	INSERT INTO fx.step AS s (invocation_id, step, bucket, name, kind, done, output, error,
+							  detail, child, finished_at)
+	SELECT id, step, i.bucket, kind, kind, true, result, error, detail, child, clock_timestamp()
+	  FROM fx.invocation i WHERE i.id = id
+	ON CONFLICT ON CONSTRAINT step_pkey DO UPDATE
+	   SET done = true, output = EXCLUDED.output, error = EXCLUDED.error,
+		   detail = EXCLUDED.detail, finished_at = EXCLUDED.finished_at
+	 WHERE NOT s.done;
+END
+$$;
+
+/*
+ * Step `step` of workflow id receives on topic: take the oldest message, and
+ * record the step with its payload in the same transaction, so that a
+ * message is taken exactly once; if there is none, record the step as
+ * waiting until wake_at (its timeout; NULL: for ever), once.
+ */
+CREATE FUNCTION fx.recv_take(owner text, token uuid, id bigint, step int, topic text,
+							 wake_at timestamptz, OUT taken boolean, OUT payload jsonb)
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+	m bigint;
+BEGIN
+	IF NOT fx.holds(owner, token, id) THEN
+		RAISE EXCEPTION 'invocation % is no longer leased to %', id, owner
+			USING ERRCODE = 'FXL01';
+	END IF;
+	/* Taken before: the step's record says what (a message is taken once). */
+	SELECT true, st.output INTO taken, payload FROM fx.step st
+	 WHERE st.invocation_id = id AND st.step = step AND st.done;
+	IF FOUND THEN
+		RETURN;
+	END IF;
+	SELECT x.id, x.payload INTO m, payload FROM fx.message x
+	 WHERE x.workflow_id = id AND x.topic = topic AND x.taken_step IS NULL
+	 ORDER BY x.id LIMIT 1 FOR UPDATE SKIP LOCKED;
+	taken := FOUND;
+	IF taken THEN
+		UPDATE fx.message x SET taken_step = step WHERE x.id = m;
+		PERFORM fx.step_done(owner, token, id, step, 'recv', 'recv', coalesce(payload, 'null'));
+	ELSE
+		INSERT INTO fx.step (invocation_id, step, bucket, name, kind, wake_at, topic)
+		SELECT id, step, i.bucket, 'recv', 'recv', wake_at, topic
+		  FROM fx.invocation i WHERE i.id = id
+		ON CONFLICT ON CONSTRAINT step_pkey DO NOTHING;
+	END IF;
+END
+$$;
+
+/* A workflow's send step: the message and the step in one transaction. */
+CREATE FUNCTION fx.send_step(owner text, token uuid, id bigint, step int, dest bigint,
+							 topic text, payload jsonb)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF NOT fx.holds(owner, token, id) THEN
+		RETURN false;
+	END IF;
+	PERFORM fx.deliver(dest, topic, payload, id);
+	RETURN fx.step_done(owner, token, id, step, 'send', 'send', 'null');
+END
+$$;
+
+/* A workflow's set_event step. */
+CREATE FUNCTION fx.set_event_step(owner text, token uuid, id bigint, step int, key text,
+								  value jsonb)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+BEGIN
+	IF NOT fx.holds(owner, token, id) THEN
+		RETURN false;
+	END IF;
+	INSERT INTO fx.event AS e (workflow_id, key, value) VALUES (id, key, value)
+	ON CONFLICT ON CONSTRAINT event_pkey DO UPDATE SET value = EXCLUDED.value, updated_at = now();
+	PERFORM pg_notify('fx_event', id || ' ' || key);
+	RETURN fx.step_done(owner, token, id, step, 'set_event', 'set_event', 'null');
+END
+$$;
+
+/*
+ * Put a message for workflow dest and wake it: a running one's worker
+ * hears fx_msg, an evicted one is queued to run now.  The workflow's row is
+ * locked first, so that a send racing with fx.evict is settled by the lock.
+ */
+CREATE FUNCTION fx.deliver(dest bigint, topic text, payload jsonb, sender bigint)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM 1 FROM fx.invocation i WHERE i.id = dest FOR UPDATE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'workflow % does not exist', dest
+			USING ERRCODE = 'undefined_object';
+	END IF;
+	INSERT INTO fx.message (workflow_id, topic, payload, sender)
+		VALUES (dest, topic, payload, sender);
+	PERFORM fx.wake(ARRAY[dest]);
+	PERFORM pg_notify('fx_msg', dest::text);
+END
+$$;
+
+/*
+ * Give up the sandbox of a workflow whose wait goes on: queue it again
+ * (the attempt does not count) to replay once the wait is over.  wake is
+ * when at the latest (a sleep's wake-up, a recv's timeout; NULL: never by
+ * itself); it runs at once if what it waits for has happened meanwhile.
+ * The row is locked before that is checked: a fx.deliver or a child's end
+ * that came first has committed by then, and one that comes later finds
+ * the workflow queued and wakes it.
+ */
+CREATE FUNCTION fx.evict(owner text, token uuid, id bigint, wake timestamptz,
+						 wait_topic text, wait_child bigint, logs jsonb DEFAULT NULL)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+	ready boolean;
+	att int;
+BEGIN
+	IF NOT fx.holds(owner, token, id) THEN
+		RETURN false;
+	END IF;
+	ready := (wait_topic IS NOT NULL
+			  AND EXISTS (SELECT 1 FROM fx.message x
+						  WHERE x.workflow_id = id AND x.topic = wait_topic
+							AND x.taken_step IS NULL))
+		  OR (wait_child IS NOT NULL
+			  AND EXISTS (SELECT 1 FROM fx.invocation c
+						  WHERE c.id = wait_child AND c.status NOT IN ('queued', 'running')));
+	UPDATE fx.invocation i
+	   SET status = 'queued', attempts = i.attempts - 1, replay = true,
+		   not_before = CASE WHEN ready THEN now() ELSE coalesce(wake, 'infinity') END,
+		   lease_owner = NULL, lease_pid = NULL, lease_expiry = NULL, lease_token = NULL
+	 WHERE i.id = id
+	RETURNING i.attempts + 1 INTO att;
+	INSERT INTO fx.log (invocation_id, attempt, seq, stream, at, line)
+	SELECT id, att, l.ord::int, l.e->>1, to_timestamp((l.e->>0)::double precision / 1000), l.e->>2
+	  FROM jsonb_array_elements(CASE WHEN jsonb_typeof(logs) = 'array' THEN logs ELSE '[]' END)
+		   WITH ORDINALITY AS l(e, ord);
+	RETURN true;
+END
+$$;
+
+/* ---- user functions ---- */
+
+CREATE FUNCTION fx_send(workflow bigint, topic text, payload jsonb DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF workflow IS NULL OR topic IS NULL THEN
+		RAISE EXCEPTION 'fx_send needs a workflow and a topic'
+			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	PERFORM fx.deliver(workflow, topic, payload, NULL);
+END
+$$;
+
+CREATE FUNCTION fx_get_event(workflow bigint, key text, wait interval DEFAULT '0')
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'fx_get_event'
+LANGUAGE C VOLATILE STRICT;
+
+/* The steps a workflow recorded, in order. */
+CREATE FUNCTION fx_workflow_steps(id bigint)
+RETURNS TABLE (step int, name text, kind text, done boolean, output jsonb, error text,
+			   child bigint, started_at timestamptz, finished_at timestamptz, ms double precision)
+LANGUAGE plpgsql STABLE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF NOT EXISTS (SELECT 1 FROM fx.invocation i WHERE i.id = fx_workflow_steps.id) THEN
+		RAISE EXCEPTION 'invocation % does not exist', id
+			USING ERRCODE = 'undefined_object';
+	END IF;
+	RETURN QUERY
+		SELECT s.step, s.name, s.kind, s.done, s.output, s.error, s.child, s.started_at,
+			   s.finished_at, extract(epoch FROM s.finished_at - s.started_at)::float8 * 1000
+		  FROM fx.step s WHERE s.invocation_id = fx_workflow_steps.id
+		 ORDER BY s.step;
+END
+$$;
+
+/*
+ * Cancel a workflow and every child of it (and theirs) that has not ended.
+ * Returns how many invocations were cancelled.
+ */
+CREATE FUNCTION fx_workflow_cancel(id bigint) RETURNS int
+LANGUAGE plpgsql VOLATILE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	n int;
+BEGIN
+	IF NOT EXISTS (SELECT 1 FROM fx.invocation i WHERE i.id = fx_workflow_cancel.id) THEN
+		RAISE EXCEPTION 'workflow % does not exist', id
+			USING ERRCODE = 'undefined_object';
+	END IF;
+	/* Children first (higher ids): a finishing child locks itself, then its parent. */
+	WITH RECURSIVE tree AS (
+		SELECT i.id FROM fx.invocation i WHERE i.id = fx_workflow_cancel.id
+		UNION
+		SELECT k.id FROM fx.invocation k JOIN tree t ON k.parent = t.id
+	)
+	SELECT count(*) FILTER (WHERE c) INTO n
+	  FROM (SELECT @extschema@.fx_cancel(t.id) AS c FROM tree t ORDER BY t.id DESC) x;
+	RETURN n;
+END
+$$;
+
+/*
+ * Run a cancelled, failed or dead workflow again from its last recorded
+ * step: it is queued with its attempts counted from zero, and so are the
+ * children that were cancelled with it.  Its recorded steps replay as
+ * recorded (a recorded failure too); a step that was waiting waits again.
+ */
+CREATE FUNCTION fx_workflow_resume(id bigint) RETURNS bigint
+LANGUAGE plpgsql VOLATILE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	s fx.status;
+BEGIN
+	SELECT i.status INTO s FROM fx.invocation i WHERE i.id = fx_workflow_resume.id FOR UPDATE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'workflow % does not exist', id
+			USING ERRCODE = 'undefined_object';
+	END IF;
+	IF s NOT IN ('cancelled', 'failed', 'dead') THEN
+		RAISE EXCEPTION 'workflow % is %, not cancelled, failed or dead', id, s
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  HINT = 'Only a workflow that ended without succeeding can be resumed.';
+	END IF;
+	WITH RECURSIVE tree AS (
+		SELECT i.id FROM fx.invocation i WHERE i.id = fx_workflow_resume.id
+		UNION
+		SELECT k.id FROM fx.invocation k JOIN tree t ON k.parent = t.id
+		 WHERE k.status = 'cancelled'
+	)
+	UPDATE fx.invocation i
+	   SET status = 'queued', attempts = 0, lost = 0, replay = true, not_before = now(),
+		   error = NULL, error_detail = NULL, finished_at = NULL, result = NULL
+	  FROM tree t
+	 WHERE i.id = t.id;
+	PERFORM pg_notify('fx_wake', '');
+	RETURN id;
+END
+$$;
+
+/*
+ * A new workflow that starts as workflow id did, with its steps before
+ * from_step already recorded (copied), and runs from there: e.g. with a fix
+ * deployed as a new version.  version NULL: the function's live version.
+ */
+CREATE FUNCTION fx_workflow_fork(id bigint, from_step int, version int DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	src fx.invocation;
+	fork bigint;
+BEGIN
+	SELECT * INTO src FROM fx.invocation i WHERE i.id = fx_workflow_fork.id;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'workflow % does not exist', id
+			USING ERRCODE = 'undefined_object';
+	END IF;
+	IF from_step IS NULL OR from_step < 1 THEN
+		RAISE EXCEPTION 'from_step must be 1 or more, not %', coalesce(from_step::text, 'NULL')
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Step 1 runs the whole workflow again; step N keeps the outcomes of steps 1 to N-1.';
+	END IF;
+	IF EXISTS (SELECT 1 FROM generate_series(1, from_step - 1) g(n)
+			   WHERE NOT EXISTS (SELECT 1 FROM fx.step st
+								 WHERE st.invocation_id = src.id AND st.step = g.n AND st.done)) THEN
+		RAISE EXCEPTION 'workflow % has not recorded every step before step %', id, from_step
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('It recorded %s finished steps.',
+								  (SELECT count(*) FROM fx.step st
+								   WHERE st.invocation_id = src.id AND st.done));
+	END IF;
+	fork := @extschema@.fx_invoke(src.fn || CASE WHEN version IS NULL THEN '' ELSE ':' || version END,
+								  src.args, key => src.key, priority => src.priority);
+	UPDATE fx.invocation i SET replay = true WHERE i.id = fork;
+	INSERT INTO fx.step (invocation_id, step, bucket, name, kind, done, output, error, detail,
+						 child, wake_at, topic, started_at, finished_at)
+	SELECT fork, st.step, f.bucket, st.name, st.kind, true, st.output, st.error, st.detail,
+		   st.child, st.wake_at, st.topic, st.started_at, st.finished_at
+	  FROM fx.step st, fx.invocation f
+	 WHERE st.invocation_id = src.id AND st.step < from_step AND f.id = fork;
+	RETURN fork;
+END
+$$;
+
 /*
  * Privileges.  Workers and administrators use the functions of schema fx;
- * a function's role only ever calls fx.assert_sql_role and fx.finish_tx
- * (fenced by the lease token) from inside its invocation's transaction.
+ * a function's role only ever calls fx.assert_sql_role, fx.finish_tx and
+ * fx.step_tx (fenced by the lease token) from inside its invocation's
+ * transaction.
  */
 GRANT USAGE ON SCHEMA fx TO PUBLIC;
 REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA fx FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION fx.finish_tx(text, uuid, jsonb, int, boolean) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION fx.assert_sql_role() TO PUBLIC;
+GRANT EXECUTE ON FUNCTION fx.step_tx(text, uuid, bigint, int, text, jsonb, timestamptz) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION fx.bucket(text, text) TO PUBLIC;

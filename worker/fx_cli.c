@@ -1,5 +1,5 @@
 /*
- * fx_cli.c: deploy, invoke, logs, ls, ps and psql, over blocking libpq.
+ * fx_cli.c: deploy, invoke, logs, ls, ps, wf and psql, over blocking libpq.
  *
  * Every command talks to the database named by --db, else FX_DB, else the
  * PG* environment variables, else the embedded cluster of `fx up` when it
@@ -784,4 +784,368 @@ fx_cli_psql(int argc, char **argv)
 	execvp("psql", args);
 	fprintf(stderr, "fx: cannot run psql: %s\n", strerror(errno));
 	return 1;
+}
+
+/* ---------------------------------------------------------------------
+ * fx wf: list, show, cancel, resume and fork workflows
+ * --------------------------------------------------------------------- */
+
+static const char wf_usage[] =
+"usage: fx wf ls [--fn NAME] [--status STATUS] [--limit N] [--db CONNINFO]\n"
+"       fx wf show ID [--db CONNINFO]\n"
+"       fx wf cancel ID [--db CONNINFO]\n"
+"       fx wf resume ID [--db CONNINFO]\n"
+"       fx wf fork ID --from-step N [--version V] [--db CONNINFO]\n"
+"Workflows are the invocations that recorded steps (docs/protocol.md, \"Workflows\").\n"
+"  ls      the newest workflows, newest first (--limit, default 20); STATUS is\n"
+"          queued, waiting (evicted, queued to replay when its wait is over),\n"
+"          running, succeeded, failed, dead or cancelled\n"
+"  show    a workflow and its steps, with their timings and outputs\n"
+"  cancel  cancels the workflow and its children that have not ended\n"
+"  resume  queues a cancelled, failed or dead workflow again from its last step\n"
+"  fork    starts a new workflow with the outcomes of steps 1 to N-1 copied,\n"
+"          on the live version or version V, and prints its id\n";
+
+static const char *const wf_statuses[] = {
+	"queued", "waiting", "running", "succeeded", "failed", "dead", "cancelled", NULL
+};
+
+/* An invocation's status as fx wf shows it: a queued replay not yet due waits. */
+#define WF_STATUS \
+	"CASE WHEN i.status = 'queued' AND i.replay AND i.not_before > now() THEN 'waiting'" \
+	" ELSE i.status::text END"
+
+/* Seconds (numeric; NULL: '') as 850ms, 4.2s, 12m05s, 3h07m or 2d04h. */
+#define WF_DURATION(e) \
+	"CASE WHEN " e " IS NULL THEN ''" \
+	" WHEN " e " < 1 THEN round(" e " * 1000) || 'ms'" \
+	" WHEN " e " < 60 THEN round(" e ", 1) || 's'" \
+	" WHEN " e " < 3600 THEN floor(" e " / 60) || 'm'" \
+	"  || lpad((floor(" e ") % 60)::text, 2, '0') || 's'" \
+	" WHEN " e " < 86400 THEN floor(" e " / 3600) || 'h'" \
+	"  || lpad((floor(" e " / 60) % 60)::text, 2, '0') || 'm'" \
+	" ELSE floor(" e " / 86400) || 'd'" \
+	"  || lpad((floor(" e " / 3600) % 24)::text, 2, '0') || 'h' END"
+
+typedef struct wf_args
+{
+	const char *db;
+	const char *id;
+	const char *fn;				/* ls */
+	const char *status;
+	const char *limit;
+	const char *from_step;		/* fork */
+	const char *version;
+} wf_args;
+
+/* s is a whole number from min to max, digits only (and a leading '-'). */
+static bool
+whole_number(const char *s, long long min, long long max)
+{
+	char	   *end;
+	long long	v;
+
+	if (!(s[0] == '-' || (s[0] >= '0' && s[0] <= '9')))
+		return false;
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	return errno == 0 && *end == '\0' && v >= min && v <= max;
+}
+
+static int
+wf_ls(PGconn *conn, const wf_args *a)
+{
+	const char *params[3] = {a->fn, a->status, a->limit ? a->limit : "20"};
+	PGresult   *res;
+	int			rc = 0;
+
+	res = exec_params(conn,
+					  "SELECT i.id, i.fn || ':' || i.version AS function, t.status,"
+					  " s.done || '/' || s.total AS steps,"
+					  " " WF_DURATION("t.age") " AS age,"
+					  " " WF_DURATION("t.took") " AS took"
+					  " FROM fx.invocation i"
+					  " CROSS JOIN LATERAL (SELECT count(*) FILTER (WHERE x.done) AS done,"
+					  "  count(*) AS total FROM fx.step x WHERE x.invocation_id = i.id) s"
+					  " CROSS JOIN LATERAL (SELECT " WF_STATUS " AS status,"
+					  "  extract(epoch FROM now() - i.created_at)::numeric AS age,"
+					  "  extract(epoch FROM i.finished_at - i.created_at)::numeric AS took) t"
+					  " WHERE s.total > 0 AND ($1::text IS NULL OR i.fn = $1)"
+					  " AND ($2::text IS NULL OR t.status = $2)"
+					  " ORDER BY i.id DESC LIMIT $3::int", 3, params);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK)
+		rc = report(res);
+	else
+		print_table(res);
+	PQclear(res);
+	return rc;
+}
+
+/* One "label  value" line of fx wf show's header. */
+static void
+wf_line(const char *label, const char *value)
+{
+	printf("%-10s%s\n", label, value);
+}
+
+static int
+wf_show(PGconn *conn, const wf_args *a)
+{
+	const char *params[1] = {a->id};
+	PGresult   *steps;
+	PGresult   *res;
+	char	   *line;
+
+	/* The steps first: for an unknown id, fx_workflow_steps says so. */
+	steps = exec_params(conn,
+						"SELECT s.step, s.kind, s.name,"
+						" CASE WHEN NOT s.done THEN 'waiting' WHEN s.error IS NOT NULL THEN 'failed'"
+						"  ELSE 'done' END AS state,"
+						" CASE WHEN s.done THEN coalesce(round(s.ms::numeric, 1)::text, '')"
+						"  ELSE '' END AS ms,"
+						" coalesce(s.child::text, '') AS child,"
+						" CASE WHEN length(o.text) > 60 THEN left(o.text, 57) || '...'"
+						"  ELSE o.text END AS output"
+						" FROM fx_workflow_steps($1::bigint) s"
+						" CROSS JOIN LATERAL (SELECT translate(CASE WHEN s.error IS NOT NULL"
+						"  THEN 'error: ' || s.error ELSE coalesce(s.output::text, '') END,"
+						"  E'\\n\\r\\t', '   ') AS text) o"
+						" ORDER BY s.step", 1, params);
+	if (PQresultStatus(steps) != PGRES_TUPLES_OK)
+	{
+		report(steps);
+		PQclear(steps);
+		return 1;
+	}
+	res = exec_params(conn,
+					  "SELECT i.id, i.fn || ':' || i.version, t.status,"
+					  " i.attempts || ' of ' || i.max_attempts,"
+					  " to_char(i.created_at, 'YYYY-MM-DD HH24:MI:SS'),"
+					  " to_char(i.finished_at, 'YYYY-MM-DD HH24:MI:SS'),"
+					  " " WF_DURATION("t.took") ","
+					  " CASE WHEN t.status <> 'waiting' THEN NULL"
+					  "  WHEN i.not_before = 'infinity' THEN 'until a message or a child wakes it'"
+					  "  ELSE 'until ' || to_char(i.not_before, 'YYYY-MM-DD HH24:MI:SS') END,"
+					  " CASE WHEN length(i.result::text) > 200 THEN left(i.result::text, 197) || '...'"
+					  "  ELSE i.result::text END,"
+					  " i.error, i.error_detail, i.parent, i.key"
+					  " FROM fx.invocation i"
+					  " CROSS JOIN LATERAL (SELECT " WF_STATUS " AS status,"
+					  "  extract(epoch FROM i.finished_at - i.created_at)::numeric AS took) t"
+					  " WHERE i.id = $1::bigint", 1, params);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
+	{
+		if (PQresultStatus(res) != PGRES_TUPLES_OK)
+			report(res);
+		else
+			fprintf(stderr, "fx: invocation %s does not exist\n", a->id);
+		PQclear(res);
+		PQclear(steps);
+		return 1;
+	}
+	wf_line("workflow", PQgetvalue(res, 0, 0));
+	wf_line("function", PQgetvalue(res, 0, 1));
+	line = PQgetisnull(res, 0, 7) ? fx_xstrdup(PQgetvalue(res, 0, 2))
+		: fx_xasprintf("%s (%s)", PQgetvalue(res, 0, 2), PQgetvalue(res, 0, 7));
+	wf_line("status", line);
+	free(line);
+	wf_line("attempts", PQgetvalue(res, 0, 3));
+	if (!PQgetisnull(res, 0, 11))
+		wf_line("parent", PQgetvalue(res, 0, 11));
+	if (!PQgetisnull(res, 0, 12))
+		wf_line("key", PQgetvalue(res, 0, 12));
+	wf_line("created", PQgetvalue(res, 0, 4));
+	if (!PQgetisnull(res, 0, 5))
+	{
+		line = fx_xasprintf("%s (took %s)", PQgetvalue(res, 0, 5), PQgetvalue(res, 0, 6));
+		wf_line("finished", line);
+		free(line);
+	}
+	if (!PQgetisnull(res, 0, 8))
+		wf_line("result", PQgetvalue(res, 0, 8));
+	if (!PQgetisnull(res, 0, 9))
+		wf_line("error", PQgetvalue(res, 0, 9));
+	if (!PQgetisnull(res, 0, 10))
+		wf_line("detail", PQgetvalue(res, 0, 10));
+	printf("\n");
+	if (PQntuples(steps) == 0)
+		printf("no steps recorded\n");
+	else
+		print_table(steps);
+	PQclear(res);
+	PQclear(steps);
+	return 0;
+}
+
+/* Run a statement returning one value; print it between before and after. */
+static int
+wf_call(PGconn *conn, const char *sql, int n, const char *const *params,
+		const char *before, const char *after)
+{
+	PGresult   *res = exec_params(conn, sql, n, params);
+	int			rc = 0;
+
+	if (PQresultStatus(res) != PGRES_TUPLES_OK)
+		rc = report(res);
+	else
+		printf("%s%s%s\n", before, PQgetvalue(res, 0, 0), after);
+	PQclear(res);
+	return rc;
+}
+
+static int
+wf_cancel(PGconn *conn, const wf_args *a)
+{
+	const char *params[1] = {a->id};
+
+	return wf_call(conn, "SELECT fx_workflow_cancel($1::bigint)", 1, params,
+				   "cancelled ", " invocation(s)");
+}
+
+static int
+wf_resume(PGconn *conn, const wf_args *a)
+{
+	const char *params[1] = {a->id};
+
+	return wf_call(conn, "SELECT fx_workflow_resume($1::bigint)", 1, params,
+				   "resumed workflow ", "");
+}
+
+static int
+wf_fork(PGconn *conn, const wf_args *a)
+{
+	const char *params[3] = {a->id, a->from_step, a->version};
+
+	return wf_call(conn, "SELECT fx_workflow_fork($1::bigint, $2::int, $3::int)", 3, params,
+				   "", "");
+}
+
+int
+fx_cli_wf(int argc, char **argv)
+{
+	static struct option opts[] = {
+		{"fn", required_argument, NULL, 'f'}, {"status", required_argument, NULL, 's'},
+		{"limit", required_argument, NULL, 'l'}, {"from-step", required_argument, NULL, 'F'},
+		{"version", required_argument, NULL, 'v'}, {"db", required_argument, NULL, 'd'},
+		{"help", no_argument, NULL, 'h'}, {0}
+	};
+	/* Each subcommand: whether it takes an ID, and the options it takes besides --db. */
+	static const struct
+	{
+		const char *name;
+		bool		id;
+		const char *options;
+		int			(*run) (PGconn *conn, const wf_args *a);
+	}			cmds[] = {
+		{"ls", false, "fsl", wf_ls}, {"show", true, "", wf_show},
+		{"cancel", true, "", wf_cancel}, {"resume", true, "", wf_resume},
+		{"fork", true, "Fv", wf_fork},
+	};
+	wf_args		a = {0};
+	char		given[8] = "";
+	int			cmd = -1;
+	PGconn	   *conn;
+	int			c;
+	int			rc;
+
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1)
+	{
+		switch (c)
+		{
+			case 'f':
+				a.fn = optarg;
+				break;
+			case 's':
+				a.status = optarg;
+				break;
+			case 'l':
+				a.limit = optarg;
+				break;
+			case 'F':
+				a.from_step = optarg;
+				break;
+			case 'v':
+				a.version = optarg;
+				break;
+			case 'd':
+				a.db = optarg;
+				continue;
+			case 'h':
+				printf("%s", wf_usage);
+				return 0;
+			default:
+				return usage(wf_usage);
+		}
+		if (strchr(given, c) == NULL)
+			given[strlen(given)] = (char) c;
+	}
+	/* getopt_long has moved the words that are not options to the end. */
+	if (argc - optind >= 1)
+		for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+			if (strcmp(argv[optind], cmds[i].name) == 0)
+				cmd = (int) i;
+	if (cmd < 0)
+	{
+		if (argc - optind >= 1)
+			fprintf(stderr, "fx: unknown wf command \"%s\"\n", argv[optind]);
+		return usage(wf_usage);
+	}
+	if (argc - optind != (cmds[cmd].id ? 2 : 1))
+		return usage(wf_usage);
+	for (const char *g = given; *g; g++)
+		if (strchr(cmds[cmd].options, *g) == NULL)
+		{
+			int			k = 0;
+
+			while (opts[k].val != *g)
+				k++;
+			fprintf(stderr, "fx: fx wf %s takes no --%s\n", cmds[cmd].name, opts[k].name);
+			return usage(wf_usage);
+		}
+	if (cmds[cmd].id)
+	{
+		a.id = argv[optind + 1];
+		if (!whole_number(a.id, 0, 9223372036854775807LL))
+		{
+			fprintf(stderr, "fx: a workflow id is a number, not \"%s\"\n", a.id);
+			return usage(wf_usage);
+		}
+	}
+	if (a.status)
+	{
+		int			i = 0;
+
+		while (wf_statuses[i] && strcmp(wf_statuses[i], a.status) != 0)
+			i++;
+		if (wf_statuses[i] == NULL)
+		{
+			fprintf(stderr, "fx: unknown status \"%s\"\n", a.status);
+			return usage(wf_usage);
+		}
+	}
+	if (a.limit && !whole_number(a.limit, 1, 1000000000))
+	{
+		fprintf(stderr, "fx: --limit must be a positive whole number, not \"%s\"\n", a.limit);
+		return usage(wf_usage);
+	}
+	if (strcmp(cmds[cmd].name, "fork") == 0 && a.from_step == NULL)
+	{
+		fprintf(stderr, "fx: fx wf fork needs --from-step N\n");
+		return usage(wf_usage);
+	}
+	if (a.from_step && !whole_number(a.from_step, -2147483647LL - 1, 2147483647))
+	{
+		fprintf(stderr, "fx: --from-step must be a whole number, not \"%s\"\n", a.from_step);
+		return usage(wf_usage);
+	}
+	if (a.version && !whole_number(a.version, 1, 2147483647))
+	{
+		fprintf(stderr, "fx: --version must be a version number, not \"%s\"\n", a.version);
+		return usage(wf_usage);
+	}
+	if ((conn = connect_db(a.db)) == NULL)
+		return 1;
+	rc = cmds[cmd].run(conn, &a);
+	PQfinish(conn);
+	return rc;
 }

@@ -11,6 +11,7 @@ int			fx_cli_invoke(int argc, char **argv);
 int			fx_cli_logs(int argc, char **argv);
 int			fx_cli_ls(int argc, char **argv);
 int			fx_cli_ps(int argc, char **argv);
+int			fx_cli_wf(int argc, char **argv);
 int			fx_cli_psql(int argc, char **argv);
 
 /* The conninfo the CLI uses: --db, FX_DB, PG* variables, or fx up's cluster. */

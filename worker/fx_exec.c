@@ -23,6 +23,7 @@
 #include "fx_json.h"
 #include "fx_log.h"
 #include "fx_proc.h"
+#include "fx_workflow.h"
 
 #define LINE_MAX_BYTES 8192
 #define DETAIL_LINES 5
@@ -346,6 +347,7 @@ fx_inv_free(fx_inv *inv)
 	cJSON_Delete(inv->logs);
 	free(inv->token);
 	cJSON_Delete(inv->state);
+	fx_wf_free(inv->wf);
 	free(inv);
 }
 

@@ -52,8 +52,12 @@ typedef struct fx_inv
 	int			timeout_ms;
 	int			memory_mb;
 	cJSON	   *options;		/* normalised deploy options */
-	char	   *token;			/* the lease's secret, for fx.finish_tx */
+	char	   *token;			/* the lease's secret: finishes carry it */
+	bool		replay;			/* steps may be recorded from an earlier run */
 	const char *role;			/* options.role: its sql runs as this */
+
+	/* workflow steps (session mode): fx_workflow.h */
+	struct fx_wf *wf;
 
 	/* state and sql (session mode) */
 	struct fx_txn *txn;			/* open at the first sql request */

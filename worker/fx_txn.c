@@ -54,6 +54,10 @@ typedef struct op
 	char	   *token;
 	char	   *item;
 	int			backoff_ms;
+	char	   *record;			/* a step's name: commit with its record instead */
+	int64_t		step_id;		/* ... its workflow */
+	int			step;			/* ... its number (item: its output) */
+	int64_t		step_began_ms;	/* ... when it began */
 	char	   *err;			/* recording the completion failed */
 	struct op  *next;
 } op;
@@ -318,6 +322,7 @@ free_op(op *o)
 	free(o->owner);
 	free(o->token);
 	free(o->item);
+	free(o->record);
 	free(o->err);
 	free(o);
 }
@@ -469,6 +474,18 @@ send_commit(fx_txn *t, op *o)
 
 	if (owner == NULL || token == NULL || item == NULL)
 		sql = fx_xstrdup("SELECT 'cannot quote the completion' :: int");
+	else if (o->record)
+	{
+		char	   *name = PQescapeLiteral(conn, o->record, strlen(o->record));
+
+		sql = name == NULL ? fx_xstrdup("SELECT 'cannot quote the step' :: int")
+			: fx_xasprintf("SELECT fx.step_tx(%s, %s::uuid, %lld, %d, %s, %s::jsonb,"
+						   " to_timestamp(%lld / 1000.0));"
+						   " SET LOCAL synchronous_commit = off; COMMIT",
+						   owner, token, (long long) o->step_id, o->step, name, item,
+						   (long long) o->step_began_ms);
+		PQfreemem(name);
+	}
 	else
 		sql = fx_xasprintf("SELECT fx.finish_tx(%s, %s::uuid, %s::jsonb, %d, strict => true);"
 						   " COMMIT", owner, token, item, o->backoff_ms);
@@ -530,6 +547,29 @@ fx_txn_commit(fx_txn *t, const char *owner, const char *token, const char *item,
 	o->token = fx_xstrdup(token);
 	o->item = fx_xstrdup(item);
 	o->backoff_ms = backoff_ms;
+	o->ccb = cb;
+	o->arg = arg;
+	t->ended = true;
+	run_op(t, o);
+	maybe_free(t);
+}
+
+void
+fx_txn_commit_step(fx_txn *t, const char *owner, const char *token, int64_t id, int step,
+				   int64_t began_ms, const char *name, const char *output,
+				   fx_txn_commit_cb cb, void *arg)
+{
+	op		   *o = fx_xcalloc(1, sizeof(*o));
+
+	o->kind = OP_COMMIT;
+	o->t = t;
+	o->owner = fx_xstrdup(owner);
+	o->token = fx_xstrdup(token);
+	o->item = fx_xstrdup(output);
+	o->record = fx_xstrdup(name);
+	o->step_id = id;
+	o->step = step;
+	o->step_began_ms = began_ms;
 	o->ccb = cb;
 	o->arg = arg;
 	t->ended = true;

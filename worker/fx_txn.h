@@ -15,6 +15,7 @@
 #define FX_TXN_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include <libpq-fe.h>
 #include <uv.h>
@@ -70,6 +71,14 @@ void		fx_txn_sql(fx_txn *t, const char *query, int nparams,
 void		fx_txn_commit(fx_txn *t, const char *owner, const char *token,
 						  const char *item, int backoff_ms, fx_txn_commit_cb cb, void *arg);
 
+/*
+ * The same for an inline step of a workflow: record step (when it began,
+ * its name and output, JSON text) with fx.step_tx() and commit, without waiting for the
+ * disk (docs/protocol.md, "Workflows").
+ */
+void		fx_txn_commit_step(fx_txn *t, const char *owner, const char *token,
+							   int64_t id, int step, int64_t began_ms, const char *name,
+							   const char *output, fx_txn_commit_cb cb, void *arg);
 /* Roll back and forget the transaction; pending callbacks still run. */
 void		fx_txn_abort(fx_txn *t);
 

@@ -36,6 +36,7 @@
 #include "fx_request.h"
 #include "fx_sandbox.h"
 #include "fx_worker.h"
+#include "fx_workflow.h"
 
 /* A code bundle being fetched, and the attempts waiting for it. */
 typedef struct fx_fetch
@@ -59,6 +60,7 @@ typedef struct fx_worker
 	fx_txn_pool txns;			/* connections for the functions' sql */
 	fx_db		sdb;			/* state reads, not queued behind db's cycles */
 	fx_requests requests;
+	fx_workflows workflows;
 	int			committing;		/* completions in their own transaction */
 	uv_timer_t	tick;
 	uv_timer_t	due;
@@ -92,6 +94,7 @@ static void schedule_due(fx_worker *w);
 static void start(fx_worker *w, fx_inv *inv);
 static fx_inv *inv_from_row(PGresult *res, int row);
 static void maybe_stop(fx_worker *w);
+static void ignore_cb(fx_db *db, PGresult *res, void *arg);
 
 static fx_worker *
 worker_of(fx_db *db)
@@ -297,7 +300,7 @@ cycle(fx_worker *w)
 	fx_db_query_prepared(&w->db,
 					   "SELECT id, epoch, fn, version, args, key, attempt, idempotency_key,"
 					   " hash, array_to_json(command), mode, memory_mb, timeout_ms, options,"
-					   " token, priority"
+					   " token, priority, replay"
 					   " FROM (SELECT set_config('synchronous_commit',"
 					   "   CASE WHEN $2::jsonb = '[]' THEN 'off'"
 					   "   ELSE current_setting('synchronous_commit') END, true)) s,"
@@ -361,6 +364,23 @@ commit_own(fx_worker *w, fx_inv *inv)
 	cJSON_free(json);
 }
 
+/* Start claimed attempts waiting for a slot while there are free slots. */
+static void
+start_ready(fx_worker *w)
+{
+	while (w->ready && w->nrunning < w->cfg.concurrency)
+	{
+		fx_inv	   *next = w->ready;
+
+		w->ready = next->next_waiting;
+		if (w->ready == NULL)
+			w->ready_tail = &w->ready;
+		next->next_waiting = NULL;
+		w->nrunning++;
+		fx_exec_start(&w->ex, next);
+	}
+}
+
 /* An attempt is over (exec's on_done): queue its finish, free its slot. */
 static void
 attempt_done(fx_inv *inv)
@@ -370,6 +390,28 @@ attempt_done(fx_inv *inv)
 	unlink_active(w, inv);
 	if (inv->started_ns)
 		w->nrunning--;
+	if (fx_wf_evicted(inv))
+	{
+		/* queued again by fx.evict: its answer is not an outcome */
+		if (inv->txn)
+			fx_txn_abort(inv->txn);
+		inv->txn = NULL;
+		fx_inv_free(inv);
+		start_ready(w);
+		cycle(w);
+		maybe_stop(w);
+		return;
+	}
+	if (fx_wf_fatal(inv))
+	{
+		/* a replay that does not match its record: not retried */
+		inv->ok = false;
+		inv->retryable = false;
+		free(inv->error);
+		inv->error = fx_xstrdup(fx_wf_fatal(inv));
+		free(inv->detail);
+		inv->detail = NULL;
+	}
 	if (inv->ok)
 		fx_log(FX_LOG_DEBUG, inv->id, "succeeded in %.1f ms", inv->wall_ms);
 	else
@@ -395,17 +437,7 @@ attempt_done(fx_inv *inv)
 		inv->next = w->done;
 		w->done = inv;
 	}
-	while (w->ready && w->nrunning < w->cfg.concurrency)
-	{
-		fx_inv	   *next = w->ready;
-
-		w->ready = next->next_waiting;
-		if (w->ready == NULL)
-			w->ready_tail = &w->ready;
-		next->next_waiting = NULL;
-		w->nrunning++;
-		fx_exec_start(&w->ex, next);
-	}
+	start_ready(w);
 	cycle(w);
 	/* Behind the finish on the connection, not ahead of it. */
 	if (w->due_unknown && w->nactive == 0)
@@ -426,7 +458,7 @@ find_running(void *arg, int64_t id, int epoch)
 	fx_worker  *w = arg;
 
 	for (fx_inv *i = w->active; i; i = i->next)
-		if (i->id == id && i->epoch == epoch && i->started_ns)
+		if (i->id == id && (i->epoch == epoch || epoch < 0) && i->started_ns)
 			return i;
 	return NULL;
 }
@@ -436,7 +468,40 @@ on_request(fx_inv *inv, const char *type, const cJSON *msg, const char *body, si
 {
 	fx_worker  *w = inv->ex->data;
 
-	fx_request_handle(&w->requests, inv, type, msg, body, n);
+	if (fx_wf_is_request(type))
+		fx_wf_handle(&w->workflows, inv, type, msg, body, n);
+	else
+		fx_request_handle(&w->requests, inv, type, msg, body, n);
+}
+
+/* A workflow gave its sandbox up; it is queued again, due at wake_ms. */
+static void
+wf_evicted(void *arg, fx_inv *inv, int64_t wake_ms)
+{
+	fx_worker  *w = arg;
+
+	(void) inv;
+	if (wake_ms > 0)
+		schedule_due(w);		/* this worker comes back for it on time */
+}
+
+/* The state connection also hears of messages and children for workflows. */
+static void
+sdb_ready(fx_db *db)
+{
+	fx_worker  *w = db->data;
+	char	   *sql = fx_wf_listen_sql(&w->workflows);
+
+	fx_db_query_simple(db, sql, ignore_cb, "LISTEN");
+	free(sql);
+}
+
+static void
+sdb_notify(fx_db *db, const char *channel, const char *payload)
+{
+	fx_worker  *w = db->data;
+
+	fx_wf_notify(&w->workflows, channel, payload);
 }
 
 /* ---------------------------------------------------------------------
@@ -487,6 +552,7 @@ inv_from_row(PGresult *res, int row)
 	inv->timeout_ms = atoi(PQgetvalue(res, row, 12));
 	inv->options = cJSON_Parse(PQgetvalue(res, row, 13));
 	inv->token = field(res, row, 14);
+	inv->replay = PQgetvalue(res, row, 16)[0] == 't';
 	role = cJSON_GetObjectItem(inv->options, "role");
 	inv->role = cJSON_IsString(role) ? role->valuestring : NULL;
 	return inv;
@@ -1118,6 +1184,17 @@ fx_worker_run(const fx_worker_config *cfg)
 	w->requests.max_state_size = 1024 * 1024;
 	w->requests.find = find_running;
 	w->requests.arg = w;
+	w->sdb.data = w;
+	w->sdb.on_ready = sdb_ready;
+	w->sdb.on_notify = sdb_notify;
+	w->workflows.loop = &w->loop;
+	w->workflows.db = &w->sdb;
+	w->workflows.owner = w->owner;
+	w->workflows.grace_ms = cfg->wait_grace_ms;
+	w->workflows.max_output = cfg->exec.max_result_bytes;
+	w->workflows.find = find_running;
+	w->workflows.evicted = wf_evicted;
+	w->workflows.arg = w;
 	fx_db_init(&w->db, &w->loop, cfg->conninfo, w->owner);
 	w->db.data = w;
 	w->db.on_ready = on_ready;

@@ -16,6 +16,7 @@ typedef struct fx_worker_config
 	int			poll_ms;		/* reap tick */
 	int			claim_every;	/* fallback claim every N ticks */
 	int			lease_slack_ms; /* a lease lasts timeout + this */
+	int			wait_grace_ms;	/* a workflow's wait keeps its sandbox this long */
 	int			backoff_ms;		/* first retry delay, doubled per attempt */
 	const char *stage_dir;		/* where sandboxes build their roots */
 	int			prewarm;		/* sandboxes kept ready */

@@ -28,6 +28,7 @@ static const char usage_text[] =
 "  logs ID [-f]               print an invocation's log lines\n"
 "  ls                         list functions\n"
 "  ps                         list queued, running and recent invocations\n"
+"  wf COMMAND [ID]            workflows: ls, show, cancel, resume, fork\n"
 "  worker                     run a worker in the foreground\n"
 "  psql [ARGS]                psql against the database fx is using\n"
 "\n"
@@ -39,7 +40,7 @@ static const char worker_usage[] =
 "                 [--backoff-ms N] [--warm-ttl SECONDS] [--max-sessions N]\n"
 "                 [--max-log-bytes N] [--log-level debug|info|warning|error]\n"
 "                 [--prewarm N] [--stage DIR] [--no-sandbox]\n"
-"                 [--prefetch N] [--batch N] [--lease-slack-ms N]\n"
+"                 [--prefetch N] [--batch N] [--lease-slack-ms N] [--wait-grace-ms N]\n"
 "Claims queued invocations and runs them until SIGTERM (drain) or a second\n"
 "SIGTERM/SIGINT (give back running invocations and exit).  Functions run in\n"
 "sandboxes the worker builds (namespaces, cgroups, seccomp); --prewarm keeps N\n"
@@ -49,7 +50,9 @@ static const char worker_usage[] =
 "Every --poll-ms (2000) it requeues the invocations of lost workers, and every\n"
 "third tick it looks for work that no NOTIFY announced: an idle worker costs\n"
 "the database about 0.7 statements a second.  A lease lasts the function's\n"
-"timeout plus --lease-slack-ms (30000); then another worker may take over.\n";
+"timeout plus --lease-slack-ms (30000); then another worker may take over.\n"
+"A workflow step that waits (sleep, recv, a child) keeps its sandbox for at\n"
+"most --wait-grace-ms (1000); then the workflow is queued to replay later.\n";
 
 static char *
 default_cache(void)
@@ -91,7 +94,8 @@ cmd_worker(int argc, char **argv)
 		{"no-sandbox", no_argument, NULL, 'N'}, {"prewarm", required_argument, NULL, 'P'},
 		{"stage", required_argument, NULL, 'S'}, {"prefetch", required_argument, NULL, 'F'},
 		{"batch", required_argument, NULL, 'B'},
-		{"lease-slack-ms", required_argument, NULL, 'E'}, {0}
+		{"lease-slack-ms", required_argument, NULL, 'E'},
+		{"wait-grace-ms", required_argument, NULL, 'G'}, {0}
 	};
 	fx_worker_config cfg;
 	char	   *stage = NULL;
@@ -108,6 +112,7 @@ cmd_worker(int argc, char **argv)
 	cfg.poll_ms = 2000;
 	cfg.claim_every = 3;
 	cfg.lease_slack_ms = 30000;
+	cfg.wait_grace_ms = 1000;
 	cfg.backoff_ms = 1000;
 	cfg.exec.max_log_bytes = 64 * 1024;
 	cfg.exec.max_result_bytes = 6 * 1024 * 1024;
@@ -136,6 +141,9 @@ cmd_worker(int argc, char **argv)
 				break;
 			case 'E':
 				cfg.lease_slack_ms = positive("--lease-slack-ms", optarg);
+				break;
+			case 'G':
+				cfg.wait_grace_ms = positive("--wait-grace-ms", optarg);
 				break;
 			case 'b':
 				cfg.backoff_ms = positive("--backoff-ms", optarg);
@@ -243,7 +251,7 @@ main(int argc, char **argv)
 	}			cmds[] = {
 		{"up", fx_cli_up}, {"down", fx_cli_down}, {"deploy", fx_cli_deploy},
 		{"invoke", fx_cli_invoke}, {"logs", fx_cli_logs}, {"ls", fx_cli_ls},
-		{"ps", fx_cli_ps}, {"worker", cmd_worker}, {"psql", fx_cli_psql},
+		{"ps", fx_cli_ps}, {"wf", fx_cli_wf}, {"worker", cmd_worker}, {"psql", fx_cli_psql},
 		{"bench-sandbox", fx_cli_bench_sandbox},	/* bench/sandbox.sh */
 	};
 

@@ -61,6 +61,41 @@ with exit status 70.  A counter (invoked with a key)::
                 raise
         return n
 
+A session function is a workflow as soon as it records steps
+("Workflows" in docs/protocol.md).  Each step is numbered in the order the
+code reaches it (1, 2, 3, ... in every invocation) and recorded when it
+ends; when the invocation runs again, after a crash, a failed attempt or an
+eviction, a recorded step returns its recorded outcome instead of running
+again, so the code between steps must be deterministic.  The steps:
+``ctx.run(name, fn, *args, **kwargs)`` (runs ``fn(*args, **kwargs)`` once
+and records what it returns, which must be JSON-serialisable),
+``ctx.call(fn, args)`` (another function as a child invocation, waited
+for), ``ctx.start(fn, args)`` (a child not waited for: a ``Handle`` with
+``.id`` and ``.result()``), ``ctx.sleep(seconds)``, ``ctx.recv(topic,
+timeout=None)`` (a message's payload, None on timeout),
+``ctx.send(workflow_id, topic, payload)`` and ``ctx.set_event(key,
+value)``.  A step that failed (``fn`` raised an exception, a child failed)
+raises ``fx.StepError``, again on every replay; uncaught, it fails the
+invocation without retries.  ``ctx.workflow_id`` is the invocation id.  A
+step that waits longer than the worker allows raises ``fx.Evicted``, which
+is a ``BaseException`` so that ``except Exception`` lets it through: the
+worker runs the invocation again when the wait is over.  A replay that
+reaches other steps than the recorded ones raises
+``fx.NondeterministicError``, which fails the invocation without retries.
+Workflows need session mode; in simple mode the steps raise ``SQLError``
+with SQLSTATE 0A000.  An order::
+
+    def order(args, ctx):
+        total = ctx.run("price", price_of, args["items"])
+        try:
+            ctx.call("charge", {"order": ctx.workflow_id, "amount": total})
+        except fx.StepError as e:
+            ctx.set_event("status", "refused: " + e.message)
+            raise
+        paid = ctx.recv("confirmed", timeout=3600)
+        ctx.set_event("status", "paid" if paid else "unconfirmed")
+        return {"total": total, "paid": paid is not None}
+
 The worker puts this module on ``PYTHONPATH``.
 """
 
@@ -70,11 +105,15 @@ import struct
 import sys
 import traceback
 
-__all__ = ["Context", "Error", "SQLError", "run"]
+__all__ = ["Context", "Error", "Evicted", "Handle", "NondeterministicError",
+           "SQLError", "StepError", "run"]
 
 PROTOCOL_VERSION = 1
 MAX_MESSAGE = 64 * 1024 * 1024  # bytes, both directions
 EXIT_PROTOCOL = 70  # EX_SOFTWARE: a request got no valid reply
+NONDETERMINISTIC = "FXW01"  # SQLSTATEs of workflow error replies
+EVICTED = "FXW02"
+_PENDING = object()  # a "step" reply's {"done": false}
 
 
 class Error(Exception):
@@ -102,6 +141,54 @@ class SQLError(Error):
         self.sqlstate = sqlstate
 
 
+class StepError(Error):
+    """A workflow step failed: the outcome ``ctx.run``, ``ctx.call`` and
+    the other steps raise, recorded or new.
+
+    ``message`` and ``detail`` are the step's (for ``ctx.run``, the
+    exception's text and class name).  A replay raises it again, so
+    retrying cannot help: uncaught, it fails the invocation without
+    retries.
+    """
+
+    def __init__(self, message, detail=None):
+        super().__init__(message, detail, False)
+
+
+class NondeterministicError(Error):
+    """The replay of a workflow reached another step than the recorded one
+    (SQLSTATE FXW01).  It fails the invocation, not retried."""
+
+    def __init__(self, message, sqlstate=NONDETERMINISTIC):
+        super().__init__(message, "SQLSTATE %s" % sqlstate, False)
+        self.sqlstate = sqlstate
+
+
+class Evicted(BaseException):
+    """The worker gave the sandbox up while a step waited (SQLSTATE FXW02).
+
+    Not an ``Exception``, so user code does not catch it by accident: the
+    session loop does, and answers the invocation with the error
+    ``evicted``, which the worker ignores; it runs the invocation again
+    when the wait is over.  Every later request of the invocation raises it
+    again without asking the worker.
+    """
+
+    def __init__(self, message, sqlstate=EVICTED):
+        super().__init__(message)
+        self.message = str(message)
+        self.sqlstate = sqlstate
+
+
+def _refused(message, code):
+    """The exception for an error reply with this SQLSTATE."""
+    if code == EVICTED:
+        return Evicted(message)
+    if code == NONDETERMINISTIC:
+        return NondeterministicError(message)
+    return SQLError(message, code)
+
+
 class ProtocolError(Exception):
     """The worker sent something the protocol does not allow."""
 
@@ -117,7 +204,9 @@ class _Channel:
         self.seq = 0
 
     def request(self, kind, **fields):
-        """Send a request, return its reply's value or raise SQLError.
+        """Send a request, return its reply's value or raise the error reply
+        (``SQLError``, or for workflow codes ``Evicted`` and
+        ``NondeterministicError``).
 
         The worker answers requests in order and sends nothing else
         meanwhile, so the next message must be the reply.
@@ -136,14 +225,19 @@ class _Channel:
             if "error" not in reply and "value" not in reply:
                 raise ProtocolError("the reply has neither value nor error")
         except (ProtocolError, OSError) as e:
-            print("fx: no valid reply to request %d: %s" % (self.seq, e),
-                  file=sys.stderr)
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(EXIT_PROTOCOL)
+            self.broken(e)
         if "error" in reply:
-            raise SQLError(str(reply["error"]), reply.get("code") or "XX000")
+            raise _refused(str(reply["error"]), reply.get("code") or "XX000")
         return reply["value"]
+
+    def broken(self, why):
+        """The last request got no reply the protocol allows: the worker may
+        be gone or out of step, so end the process (the attempt fails)."""
+        print("fx: no valid reply to request %d: %s" % (self.seq, why),
+              file=sys.stderr)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(EXIT_PROTOCOL)
 
 
 class _NoChannel:
@@ -154,11 +248,12 @@ class _NoChannel:
         self.sqlstate = sqlstate
 
     def request(self, kind, **fields):
-        raise SQLError(self.message, self.sqlstate)
+        raise _refused(self.message, self.sqlstate)
 
 
 _SIMPLE = _NoChannel("state and sql need session mode", "0A000")
 _ENDED = _NoChannel("the invocation has ended", "55000")
+_EVICTED = _NoChannel("workflow evicted while waiting", EVICTED)
 
 
 class State:
@@ -172,27 +267,45 @@ class State:
     def get(self):
         """The state as this invocation left it so far, else as committed,
         else None."""
-        return self._ctx._channel.request("state.get")
+        return self._ctx._request("state.get")
 
     def set(self, value):
-        self._ctx._channel.request("state.set", value=value)
+        self._ctx._request("state.set", value=value)
 
     def delete(self):
-        self._ctx._channel.request("state.delete")
+        self._ctx._request("state.delete")
+
+
+class Handle:
+    """A child invocation started by ``ctx.start()``: ``id`` is its
+    invocation id, ``result()`` waits for it (a step of its own)."""
+
+    __slots__ = ("id", "_ctx")
+
+    def __init__(self, ctx, id):
+        self.id = id
+        self._ctx = ctx
+
+    def result(self):
+        """The child's result; raises ``StepError`` if it failed."""
+        return self._ctx._step("await", child=self.id)
+
+    def __repr__(self):
+        return "Handle(id=%r)" % (self.id,)
 
 
 class Context:
     """One invocation, as seen by the handler.
 
-    Attributes: ``id`` (invocation id), ``attempt`` (1 on the first
-    attempt), ``idempotency_key`` (stable across attempts), ``key`` (the
-    invocation's key or None), ``deadline`` (Unix time in ms after which the
-    process is killed, 0 if unknown), ``fn`` (function name),
-    ``version`` (function version) and ``state`` (a ``State``).
+    Attributes: ``id`` (invocation id, also ``workflow_id``), ``attempt``
+    (1 on the first attempt), ``idempotency_key`` (stable across attempts),
+    ``key`` (the invocation's key or None), ``deadline`` (Unix time in ms
+    after which the process is killed, 0 if unknown), ``fn`` (function
+    name), ``version`` (function version) and ``state`` (a ``State``).
     """
 
     __slots__ = ("id", "attempt", "idempotency_key", "key", "deadline",
-                 "fn", "version", "state", "_channel")
+                 "fn", "version", "state", "_channel", "_steps")
 
     def __init__(self, id=0, attempt=1, idempotency_key="", key=None,
                  deadline=0, fn=None, version=None, channel=None):
@@ -205,6 +318,111 @@ class Context:
         self.version = version
         self.state = State(self)
         self._channel = _SIMPLE if channel is None else channel
+        self._steps = 0  # the last step number
+
+    @property
+    def workflow_id(self):
+        """The workflow's id: the invocation id."""
+        return self.id
+
+    def _request(self, kind, **fields):
+        """Send a request; after an eviction every later one raises
+        Evicted without being sent."""
+        try:
+            return self._channel.request(kind, **fields)
+        except Evicted:
+            self._channel = _EVICTED
+            raise
+
+    def _outcome(self, outcome, pending=False):
+        """A step reply's value: return the output or raise the step's
+        error; ``_PENDING`` for {"done": false} if pending may come."""
+        if (not isinstance(outcome, dict)
+                or not isinstance(outcome.get("done"), bool)
+                or (not outcome["done"] and not pending)):
+            self._channel.broken("the reply is not a step outcome")
+        if not outcome["done"]:
+            return _PENDING
+        if "error" in outcome:
+            raise StepError(str(outcome["error"]), outcome.get("detail"))
+        return outcome.get("output")
+
+    def _step(self, kind, pending=False, **fields):
+        """Send the next step's request; return its output (or _PENDING)."""
+        if self._channel is _SIMPLE:
+            raise SQLError("workflows need session mode", "0A000")
+        self._steps += 1
+        return self._outcome(self._request(kind, step=self._steps, **fields),
+                             pending)
+
+    def run(self, name, fn, /, *args, **kwargs):
+        """Step: return ``fn(*args, **kwargs)``, run once.
+
+        The first time the step is reached ``fn`` runs and what it returns
+        (JSON-serialisable) is recorded; a replay returns the recorded
+        output (as JSON gives it back: a tuple becomes a list) without
+        running ``fn``.  If ``fn`` raises an ``Exception``, that is
+        recorded and ``StepError`` raised (now and on every replay), with
+        the exception's text and its class name as the detail (an
+        ``fx.Error``'s own detail if it has one).  ``ctx.sql()`` in ``fn``
+        commits with the step.
+        """
+        if not isinstance(name, str):
+            raise TypeError("step name must be a str, not %s"
+                            % type(name).__name__)
+        outcome = self._step("step", pending=True, name=name)
+        if outcome is not _PENDING:
+            return outcome
+        step = self._steps
+        try:
+            output = fn(*args, **kwargs)
+        except Exception as e:
+            detail = e.detail if isinstance(e, Error) else None
+            reply = self._request("step.done", step=step, name=name,
+                                  error=str(e) or type(e).__name__,
+                                  detail=detail or type(e).__name__)
+            try:
+                self._outcome(reply)
+            except StepError as failed:
+                raise failed from e
+            self._channel.broken("a failed step came back as done")
+        try:
+            reply = self._request("step.done", step=step, name=name,
+                                  output=output)
+        except (TypeError, ValueError) as e:
+            raise Error("output of step %r is not JSON: %s" % (name, e),
+                        None, False) from None
+        return self._outcome(reply)
+
+    def call(self, fn, args=None):
+        """Step: run function fn (``"name"`` or ``"name:version"``) with
+        args as a child invocation and return its result; raises
+        ``StepError`` if it failed."""
+        return self._step("call", fn=fn, args=args)
+
+    def start(self, fn, args=None):
+        """Step: start function fn with args as a child invocation without
+        waiting for it; returns its ``Handle``."""
+        return Handle(self, self._step("start", fn=fn, args=args))
+
+    def sleep(self, seconds):
+        """Step: a durable sleep (a replay sleeps only what is left)."""
+        self._step("sleep", ms=int(round(seconds * 1000)))
+
+    def recv(self, topic, timeout=None):
+        """Step: the payload of the oldest message sent to this workflow on
+        topic, waiting up to timeout seconds (None: for ever); None on a
+        timeout."""
+        return self._step("recv", topic=topic, timeout_ms=None
+                          if timeout is None else int(timeout * 1000))
+
+    def send(self, workflow_id, topic, payload=None):
+        """Step: send payload to workflow workflow_id on topic."""
+        self._step("send", to=workflow_id, topic=topic, payload=payload)
+
+    def set_event(self, key, value):
+        """Step: set this workflow's event key to value."""
+        self._step("set_event", key=key, value=value)
 
     def sql(self, query, *params):
         """Run one statement with $1, $2, ... bound to params; return the
@@ -217,7 +435,7 @@ class Context:
         if not isinstance(query, str):
             raise TypeError("query must be a str, not %s"
                             % type(query).__name__)
-        return self._channel.request("sql", query=query, params=params)
+        return self._request("sql", query=query, params=params)
 
     def __repr__(self):
         return "Context(%s)" % ", ".join(
@@ -226,10 +444,13 @@ class Context:
 
 
 def _call(handler, args, ctx):
-    """Run the handler; return ("result", value-json) or ("error", Error)."""
+    """Run the handler; return ("result", value-json), ("error", Error) or
+    ("evicted", Evicted)."""
     try:
         value = handler(args, ctx)
         text = _dumps(value)
+    except Evicted as e:
+        outcome = ("evicted", e)
     except Error as e:
         outcome = ("error", e)
     except Exception as e:
@@ -309,8 +530,13 @@ def _invoke(fd, channel, handler, msg):
                   version=msg.get("version"),
                   channel=channel)
     kind, outcome = _call(handler, msg.get("args"), ctx)
+    if ctx._channel is _EVICTED:
+        kind = "evicted"  # whatever the handler did after
     ctx._channel = _ENDED
-    if kind == "result":
+    if kind == "evicted":
+        _send(fd, _dumps({"type": "error", "id": inv_id,
+                          "message": "evicted", "retryable": True}))
+    elif kind == "result":
         _send(fd, '{"type":"result","id":%d,"value":%s}' % (inv_id, outcome))
     else:
         _send(fd, _dumps({"type": "error", "id": inv_id,

@@ -9,6 +9,7 @@ Run from the repository root (tests/sdk/run.sh does):
     fake_worker.py valgrind EXAMPLE       the session checks under valgrind
     fake_worker.py sdk LANG PROGRAM...    context and failures, c or py
     fake_worker.py requests LANG PROGRAM...  state and sql requests
+    fake_worker.py workflows LANG PROGRAM... workflow steps
 
 An "sdk" PROGRAM is an echo function (run.sh writes one per SDK): args
 "null" make it return null, args "boom" make it fail retryably (C: with
@@ -19,6 +20,10 @@ args "set" return a set, any other args give {"id", "attempt",
 A "requests" PROGRAM is tests/sdk/requests.c or requests.py: args
 {"op": ...} make it send state and sql requests (see requests.c), which
 the Requests class below answers.
+
+A "workflows" PROGRAM is tests/sdk/workflows.c or workflows.py: args
+{"op": ...} make it record workflow steps (see workflows.c), which the
+Journal class below answers.
 
 Prints one line per check, "ok - ..." or "not ok - ...", and exits 1 if
 any check failed.
@@ -209,6 +214,125 @@ class Requests:
                               "params": msg.get("params")}],
                     "count": 1, "command": "SELECT"}
         raise Refused('unsupported request "%s"' % kind, "0A000")
+
+
+class Journal:
+    """The worker's side of workflow steps, as docs/protocol.md describes
+    it, in memory: every invocation's steps are recorded by number and a
+    replay (the same invocation id again) gets the recorded outcomes.  An
+    inline step is recorded by its step.done, whose output may have at most
+    1000 bytes of JSON (else the error reply 54000).  A child (call, start)
+    of "double" gives args.n * 2, of "fail" the error "child failed" (detail
+    "fail: asked to"); start gives the child id 500 + step; recv on topic
+    "late" times out (null), on any other gives {"topic", "step"}; sleep,
+    send and set_event give null.  A step reached with another kind or name
+    than the recorded one gets the error reply FXW01; a step in evict, a
+    set of (invocation, step), gets FXW02 once, and is not recorded.  script
+    maps a request type to a function(msg) returning the message to send
+    instead.  seen is the requests received since the last take(), seqs
+    the seq numbers of all of them."""
+
+    KINDS = ("step", "step.done", "call", "start", "await", "sleep", "recv",
+             "send", "set_event")
+
+    def __init__(self, **script):
+        self.steps = {}  # (invocation, step) -> (kind, name, outcome)
+        self.begun = {}  # (invocation, step) -> name of a running "step"
+        self.children = {}  # child id -> its outcome
+        self.evict = set()
+        self.script = script
+        self.seen = []
+        self.seqs = []
+        self.inv = None
+
+    def serve(self, session, inv_id, args):
+        """Invoke, answering the steps until the result or error, which is
+        returned (None at EOF)."""
+        self.inv = inv_id
+        msg = session.invoke(inv_id, args)
+        while isinstance(msg, dict) and msg.get("type") not in ("result",
+                                                                "error"):
+            session.send(self.answer(msg))
+            msg = session.recv()
+        return msg
+
+    def take(self):
+        """The requests seen since the last take(), without their seq."""
+        seen, self.seen = self.seen, []
+        return [{k: v for k, v in m.items() if k != "seq"} for m in seen]
+
+    def answer(self, msg):
+        self.seen.append(msg)
+        self.seqs.append(msg.get("seq"))
+        if msg.get("type") in self.script:
+            return self.script[msg["type"]](msg)
+        reply = {"type": "reply", "seq": msg.get("seq")}
+        try:
+            reply["value"] = self.outcome(msg)
+        except Refused as e:
+            reply.update(error=e.args[0], code=e.args[1])
+        return reply
+
+    @staticmethod
+    def child(fn, args):
+        if fn == "double":
+            return {"done": True, "output": args["n"] * 2}
+        return {"done": True, "error": "child failed",
+                "detail": "%s: asked to" % fn}
+
+    def outcome(self, msg):
+        kind = msg.get("type")
+        if kind not in self.KINDS:
+            raise Refused('unsupported request "%s"' % kind, "0A000")
+        n = msg.get("step")
+        at = (self.inv, n)
+        label = "run" if kind == "step" else kind
+        name = msg.get("name", msg.get("fn", kind))
+        if kind == "step.done":
+            if self.begun.get(at) != name:
+                raise Refused("step %s was not begun" % n, "XX000")
+            if "error" in msg:
+                outcome = {"done": True, "error": msg["error"],
+                           "detail": msg.get("detail")}
+            else:
+                size = len(json.dumps(msg.get("output"),
+                                      separators=(",", ":")))
+                if size > 1000:
+                    raise Refused("step output of %d bytes exceeds the limit"
+                                  " of 1000 bytes" % size, "54000")
+                outcome = {"done": True, "output": msg.get("output")}
+            del self.begun[at]
+            self.steps[at] = ("run", name, outcome)
+            return outcome
+        if at in self.steps:
+            was_label, was_name, outcome = self.steps[at]
+            if (was_label, was_name) != (label, name):
+                raise Refused('nondeterministic workflow: step %s is "%s" '
+                              '(%s) now but was recorded as "%s" (%s)'
+                              % (n, name, label, was_name, was_label),
+                              "FXW01")
+            return outcome
+        if at in self.evict:
+            self.evict.discard(at)
+            raise Refused("workflow evicted while waiting", "FXW02")
+        if kind == "step":
+            self.begun[at] = name
+            return {"done": False}
+        if kind == "call":
+            outcome = self.child(msg.get("fn"), msg.get("args"))
+        elif kind == "start":
+            self.children[500 + n] = self.child(msg.get("fn"),
+                                                msg.get("args"))
+            outcome = {"done": True, "output": 500 + n}
+        elif kind == "await":
+            outcome = self.children[msg.get("child")]
+        elif kind == "recv" and msg.get("topic") != "late":
+            outcome = {"done": True,
+                       "output": {"topic": msg.get("topic"), "step": n}}
+        else:
+            outcome = {"done": True, "output": None}
+        self.steps[at] = (label, name, outcome)
+        return outcome
 
 
 def is_result(reply, inv_id):
@@ -544,6 +668,226 @@ def suite_requests(lang, argv):
     requests_simple(lang, argv, "requests %s simple%s: " % (lang, tag))
 
 
+def mixed_requests(fresh):
+    """What the "mixed" op sends; its inline step's step.done only when it
+    runs the code."""
+    requests = [{"type": "step", "step": 1, "name": "add"}]
+    if fresh:
+        requests.append({"type": "step.done", "step": 1, "name": "add",
+                         "output": {"sum": 21}})
+    return requests + [
+        {"type": "call", "step": 2, "fn": "double", "args": {"n": 21}},
+        {"type": "start", "step": 3, "fn": "double", "args": {"n": 5}},
+        {"type": "sleep", "step": 4, "ms": 1500},
+        {"type": "recv", "step": 5, "topic": "paid", "timeout_ms": 2500},
+        {"type": "recv", "step": 6, "topic": "late", "timeout_ms": 250},
+        {"type": "recv", "step": 7, "topic": "paid", "timeout_ms": None},
+        {"type": "send", "step": 8, "to": 77, "topic": "paid",
+         "payload": {"x": 1}},
+        {"type": "set_event", "step": 9, "key": "status",
+         "value": "shipped"},
+        {"type": "await", "step": 10, "child": 503}]
+
+
+def mixed_result(inv_id):
+    return {"add": {"sum": 21}, "call": 42, "child": 503,
+            "recv": {"topic": "paid", "step": 5}, "timeout": None,
+            "forever": {"topic": "paid", "step": 7}, "awaited": 10,
+            "workflow_id": inv_id}
+
+
+def is_error(reply, inv_id, message, detail, retryable):
+    return reply == {"type": "error", "id": inv_id, "message": message,
+                     "detail": detail, "retryable": retryable}
+
+
+def evicted(inv_id):
+    return {"type": "error", "id": inv_id, "message": "evicted",
+            "retryable": True}
+
+
+def workflows_session(lang, argv, t):
+    j = Journal()
+    s = Session("test", ".", argv, 60.0 if argv[0] == "valgrind" else 10.0)
+    py = lang == "py"
+    try:
+        check(s.recv() == {"type": "ready", "protocol": 1}, t + "ready")
+
+        args = {"op": "run", "a": 2, "b": 3}
+        r = j.serve(s, 1, args)
+        check(is_result(r, 1) and r["value"] == {"output": {"sum": 5},
+                                                 "ran": 1},
+              t + "a fresh inline step runs its code once, returns its "
+              "output", repr(r))
+        seen = j.take()
+        check(seen == [{"type": "step", "step": 1, "name": "add"},
+                       {"type": "step.done", "step": 1, "name": "add",
+                        "output": {"sum": 5}}],
+              t + "a fresh inline step sends step, then step.done with the "
+              "output", repr(seen))
+        r = j.serve(s, 1, args)
+        seen = j.take()
+        check(is_result(r, 1) and r["value"] == {"output": {"sum": 5},
+                                                 "ran": 0}
+              and seen == [{"type": "step", "step": 1, "name": "add"}],
+              t + "a recorded inline step returns its output without "
+              "running the code", repr((r, seen)))
+        r = j.serve(s, 1, {"op": "other", "a": 2, "b": 3})
+        seen = j.take()
+        check(is_error(r, 1, 'nondeterministic workflow: step 1 is "other" '
+                       '(run) now but was recorded as "add" (run)',
+                       "SQLSTATE FXW01", False)
+              and seen == [{"type": "step", "step": 1, "name": "other"}],
+              t + "FXW01 fails the invocation, not retryable",
+              repr((r, seen)))
+
+        r = j.serve(s, 2, {"op": "fail"})
+        want = {"error": "card declined", "detail": "ValueError",
+                "sqlstate": None, "ran": 1}
+        if py:
+            want["cause"] = "ValueError"
+        seen = j.take()
+        check(is_result(r, 2) and r["value"] == want,
+              t + "a failing inline step fails the step, not the invocation",
+              repr(r))
+        check(seen == [{"type": "step", "step": 1, "name": "charge"},
+                       {"type": "step.done", "step": 1, "name": "charge",
+                        "error": "card declined", "detail": "ValueError"}],
+              t + "step.done records the failure and its detail",
+              repr(seen))
+        r = j.serve(s, 2, {"op": "fail"})
+        want.update(ran=0)
+        if py:
+            want["cause"] = None
+        seen = j.take()
+        check(is_result(r, 2) and r["value"] == want
+              and seen == [{"type": "step", "step": 1, "name": "charge"}],
+              t + "a recorded failure is raised again without running the "
+              "code", repr((r, seen)))
+
+        r = j.serve(s, 3, {"op": "null"})
+        seen = j.take()
+        check(is_result(r, 3) and r["value"] == {"is_null": True, "ran": 1}
+              and seen[-1] == {"type": "step.done", "step": 1,
+                               "name": "nothing", "output": None},
+              t + "a null output is recorded as null", repr((r, seen)))
+        r = j.serve(s, 3, {"op": "null"})
+        check(is_result(r, 3) and r["value"] == {"is_null": True, "ran": 0},
+              t + "a recorded null output comes back as null", repr(r))
+        j.take()
+
+        r = j.serve(s, 4, {"op": "mixed"})
+        seen = j.take()
+        check(is_result(r, 4) and r["value"] == mixed_result(4),
+              t + "run, call, start, sleep, recv, send, set_event, await "
+              "return their outputs (recv timeout: null)", repr(r))
+        check(seen == mixed_requests(True),
+              t + "every kind of step sends its fields, numbered 1 to 10",
+              repr(seen))
+        r = j.serve(s, 5, {"op": "mixed"})
+        seen = j.take()
+        check(is_result(r, 5) and r["value"] == mixed_result(5)
+              and seen == mixed_requests(True),
+              t + "step numbers restart at 1 with the next invocation",
+              repr((r, seen)))
+        r = j.serve(s, 4, {"op": "mixed"})
+        seen = j.take()
+        check(is_result(r, 4) and r["value"] == mixed_result(4)
+              and seen == mixed_requests(False),
+              t + "a replay gets every recorded outcome, runs no code",
+              repr((r, seen)))
+
+        r = j.serve(s, 6, {"op": "call_fail"})
+        seen = j.take()
+        check(is_result(r, 6) and r["value"] == ["child failed",
+                                                 "fail: asked to"]
+              and seen == [{"type": "call", "step": 1, "fn": "fail",
+                            "args": None}],
+              t + "a failed child's error and detail, null args",
+              repr((r, seen)))
+        r = j.serve(s, 7, {"op": "big"})
+        j.take()
+        check(is_result(r, 7) and r["value"] == [
+            "step output of 2002 bytes exceeds the limit of 1000 bytes",
+            "54000"],
+            t + "an error reply to step.done is an error with its SQLSTATE",
+            repr(r))
+
+        j.evict.add((8, 1))
+        r = j.serve(s, 8, {"op": "evict"})
+        seen = j.take()
+        check(r == evicted(8) and seen == [{"type": "sleep", "step": 1,
+                                            "ms": 60000}],
+              t + "FXW02: the invocation is answered \"evicted\", "
+              "whatever the handler returns", repr((r, seen)))
+        r = j.serve(s, 9, {"op": "notes"})
+        j.take()
+        check(is_result(r, 9) and r["value"] == [
+            ["workflow evicted while waiting", "FXW02"]] * 3,
+            t + "after FXW02 (not caught by except Exception) requests fail "
+            "at once without being sent", repr(r))
+        j.evict.add((10, 1))
+        r = j.serve(s, 10, {"op": "evict_plain"})
+        r2 = j.serve(s, 10, {"op": "evict_plain"})
+        seen = j.take()
+        check(r == evicted(10) and is_result(r2, 10) and r2["value"] == "woke"
+              and seen == [{"type": "sleep", "step": 1, "ms": 60000}] * 2,
+              t + "an uncaught eviction, then the next invocation is served",
+              repr((r, r2, seen)))
+        check(j.seqs == list(range(1, len(j.seqs) + 1))
+              and len(j.seqs) == 48,
+              t + "seq numbers go on counting across workflow requests",
+              repr(j.seqs))
+    except Exception as e:
+        check(False, t + "conversation", "%s: %s" % (type(e).__name__, e))
+    status = s.close()
+    check(status == 0, t + "exits 0 at end of file",
+          "status %r; output:\n%s" % (status, s.output()[-2000:]))
+
+
+def workflows_broken(lang, argv, t):
+    """A step reply that is not an outcome makes the function exit 70."""
+    def number(msg):
+        return {"type": "reply", "seq": msg["seq"], "value": 5}
+
+    def not_done(msg):
+        return {"type": "reply", "seq": msg["seq"], "value": {"done": False}}
+
+    for what, script in (("a step reply that is not an outcome",
+                          {"sleep": number}),
+                         ("{\"done\":false} for a sleep",
+                          {"sleep": not_done})):
+        s = Session("test", ".", argv)
+        try:
+            s.recv()
+            r = Journal(**script).serve(s, 1, {"op": "evict_plain"})
+        except Exception as e:
+            r = "%s: %s" % (type(e).__name__, e)
+        status = s.close()
+        check(r is None and status == 70
+              and "fx: no valid reply to request 1" in s.output(),
+              t + "exits 70 after " + what, "answer %r, status %r, output %r"
+              % (r, status, s.output()[-500:]))
+
+
+def workflows_simple(lang, argv, t):
+    rc, value, err = run_simple("test", ".", argv, '{"op":"simple"}')
+    check(rc == 0 and value == ["workflows need session mode", "0A000", 0],
+          t + "steps fail with 0A000 without running code",
+          "rc %r value %r stderr %r" % (rc, value, err))
+    rc, value, err = run_simple("test", ".", argv, '{"op":"evict_plain"}')
+    check(rc == 1 and "workflows need session mode" in err,
+          t + "an uncaught step error exits 1", repr((rc, err)))
+
+
+def suite_workflows(lang, argv):
+    tag = " (valgrind)" if argv[0] == "valgrind" else ""
+    workflows_session(lang, argv, "workflows %s session%s: " % (lang, tag))
+    if not tag:
+        workflows_broken(lang, argv, "workflows %s session: " % lang)
+    workflows_simple(lang, argv, "workflows %s simple%s: " % (lang, tag))
+
+
 def suite_sdk(lang, argv):
     sdk_session(lang, argv)
     sdk_simple(lang, argv)
@@ -556,6 +900,8 @@ def main(argv):
         suite_sdk(argv[1], argv[2:])
     elif len(argv) >= 3 and argv[0] == "requests":
         suite_requests(argv[1], argv[2:])
+    elif len(argv) >= 3 and argv[0] == "workflows":
+        suite_workflows(argv[1], argv[2:])
     elif argv and argv[0] in suites:
         suites[argv[0]](*argv[1:])
     else:

@@ -122,6 +122,14 @@ rc=$?
 [ $rc -eq 0 ] || sed 's/^/# /' "$tmp/cc.log"
 report $rc "tests/sdk/requests.c compiles cleanly with fx_sql and fx_state_*"
 
+# tests/sdk/workflows.c records workflow steps (fake_worker.py answers).
+cc -Wall -Wextra -Werror -Wshadow -Wmissing-prototypes -Wstrict-prototypes \
+	-std=c99 -pedantic -O2 -Iinclude -o "$tmp/workflows" \
+	tests/sdk/workflows.c -lcjson >"$tmp/cc.log" 2>&1
+rc=$?
+[ $rc -eq 0 ] || sed 's/^/# /' "$tmp/cc.log"
+report $rc "tests/sdk/workflows.c compiles cleanly with the workflow steps"
+
 suite simple
 suite session hello-c
 suite session hello-py
@@ -131,11 +139,15 @@ suite sdk c "$tmp/echo"
 suite sdk py python3 "$tmp/echo.py"
 suite requests c "$tmp/requests"
 suite requests py python3 tests/sdk/requests.py
+suite workflows c "$tmp/workflows"
+suite workflows py python3 tests/sdk/workflows.py
 suite valgrind hello-c
 suite sdk c valgrind --error-exitcode=99 --leak-check=full \
 	--errors-for-leak-kinds=all -q "$tmp/echo"
 suite requests c valgrind --error-exitcode=99 --leak-check=full \
 	--errors-for-leak-kinds=all -q "$tmp/requests"
+suite workflows c valgrind --error-exitcode=99 --leak-check=full \
+	--errors-for-leak-kinds=all -q "$tmp/workflows"
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
