@@ -254,11 +254,12 @@ choose_bucket(const char *fn, text *key)
 /* BLOCKED: whether an earlier invocation of its key holds it back. */
 #define INSERT_SQL(BLOCKED) \
 	"INSERT INTO fx.invocation (bucket, fn, version, key, queue," \
-	" idempotency_key, args, priority, not_before, max_attempts, waiter, blocked)" \
+	" idempotency_key, args, priority, not_before, max_attempts, waiter, blocked," \
+	" deadline)" \
 	" VALUES ($1, $2, $3, $4, $5, $6, $7, $8," \
 	" now() + coalesce($9, interval '0'), $10," \
 	" CASE WHEN current_setting('fx.sync_waiter')::bool" \
-	" THEN pg_backend_pid() END, " BLOCKED ")"
+	" THEN pg_backend_pid() END, " BLOCKED ", now() + $11)"
 #define KEY_BUSY \
 	"EXISTS (SELECT 1 FROM fx.invocation e" \
 	" WHERE e.fn = $2 AND e.key = $4 AND e.status IN ('queued', 'running'))"
@@ -269,10 +270,10 @@ static int64
 insert_invocation(FxTarget *t, int bucket, Jsonb *args, Datum *opt, bool *optnull,
 				  int32 priority)
 {
-	Oid			types[10] = {INT4OID, TEXTOID, INT4OID, TEXTOID, TEXTOID, TEXTOID,
-	JSONBOID, INT4OID, INTERVALOID, INT4OID};
-	Datum		values[10];
-	char		nulls[10];
+	Oid			types[11] = {INT4OID, TEXTOID, INT4OID, TEXTOID, TEXTOID, TEXTOID,
+	JSONBOID, INT4OID, INTERVALOID, INT4OID, INTERVALOID};
+	Datum		values[11];
+	char		nulls[11];
 	bool		isnull;
 	int			ret;
 
@@ -291,15 +292,17 @@ insert_invocation(FxTarget *t, int bucket, Jsonb *args, Datum *opt, bool *optnul
 	values[8] = opt[3];			/* delay */
 	nulls[8] = optnull[3] ? 'n' : ' ';
 	values[9] = Int32GetDatum(fx_sync_waiter ? 1 : t->retries + 1);
+	values[10] = opt[4];		/* timeout */
+	nulls[10] = optnull[4] ? 'n' : ' ';
 
 	/* Without an idempotency key there is no conflict to look for. */
 	if (optnull[0])
 		ret = SPI_execute_plan(optnull[2]
 							   ? keep_plan(&insert_plan, INSERT_SQL("false") " RETURNING id",
-										   10, types, CURSOR_OPT_GENERIC_PLAN)
+										   11, types, CURSOR_OPT_GENERIC_PLAN)
 							   : keep_plan(&insert_idem_plan,
 										   INSERT_SQL("false") ON_IDEM_CONFLICT " RETURNING id",
-										   10, types, CURSOR_OPT_GENERIC_PLAN),
+										   11, types, CURSOR_OPT_GENERIC_PLAN),
 							   values, nulls, false, 1);
 	else
 	{
@@ -315,10 +318,10 @@ insert_invocation(FxTarget *t, int bucket, Jsonb *args, Datum *opt, bool *optnul
 								 GUC_ACTION_SAVE, true, 0, false);
 		ret = SPI_execute_plan(optnull[2]
 							   ? keep_plan(&insert_keyed_plan, INSERT_SQL(KEY_BUSY) " RETURNING id",
-										   10, types, CURSOR_OPT_GENERIC_PLAN)
+										   11, types, CURSOR_OPT_GENERIC_PLAN)
 							   : keep_plan(&insert_keyed_idem_plan,
 										   INSERT_SQL(KEY_BUSY) ON_IDEM_CONFLICT " RETURNING id",
-										   10, types, CURSOR_OPT_GENERIC_PLAN),
+										   11, types, CURSOR_OPT_GENERIC_PLAN),
 							   values, nulls, false, 1);
 		AtEOXact_GUC(true, nest);
 	}
@@ -335,7 +338,7 @@ insert_invocation(FxTarget *t, int bucket, Jsonb *args, Datum *opt, bool *optnul
 	ret = SPI_execute_plan(keep_plan(&idem_plan,
 									 "SELECT id FROM fx.invocation"
 									 " WHERE fn = $2 AND idempotency_key = $6",
-									 10, types, CURSOR_OPT_CUSTOM_PLAN),
+									 11, types, CURSOR_OPT_CUSTOM_PLAN),
 						   values, nulls, false, 1);
 	if (ret != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "invocation with idempotency key vanished");
@@ -404,8 +407,8 @@ fx_invoke(PG_FUNCTION_ARGS)
 {
 	char	   *ref;
 	Jsonb	   *args;
-	Datum		opt[4];
-	bool		optnull[4];
+	Datum		opt[5];
+	bool		optnull[5];
 	int32		priority;
 	FxTarget	target;
 	int64		id;
@@ -428,6 +431,8 @@ fx_invoke(PG_FUNCTION_ARGS)
 	optnull[1] = PG_ARGISNULL(5);	/* queue */
 	opt[1] = optnull[1] ? (Datum) 0 : PG_GETARG_DATUM(5);
 	priority = PG_ARGISNULL(6) ? 0 : PG_GETARG_INT32(6);
+	optnull[4] = PG_NARGS() < 8 || PG_ARGISNULL(7);	/* timeout */
+	opt[4] = optnull[4] ? (Datum) 0 : PG_GETARG_DATUM(7);
 
 	if (!optnull[3])
 	{
@@ -438,6 +443,16 @@ fx_invoke(PG_FUNCTION_ARGS)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("delay must not be negative")));
+	}
+	if (!optnull[4])
+	{
+		Interval   *zero = palloc0(sizeof(Interval));
+
+		if (!DatumGetBool(DirectFunctionCall2(interval_gt, opt[4], IntervalPGetDatum(zero))))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("timeout must be positive"),
+					 errhint("timeout is how long the invocation may take from its enqueue to its end, e.g. '10 minutes'.")));
 	}
 	if (!optnull[2] && VARSIZE_ANY_EXHDR(PG_GETARG_TEXT_PP(4)) == 0)
 		ereport(ERROR,

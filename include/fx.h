@@ -801,6 +801,13 @@ fx_call(fx_ctx *ctx, const char *fn, const cJSON *args)
 	return fx__step(ctx, req);
 }
 
+/* The same as fx_call(): another function as a step (ctx.step in Python). */
+static inline cJSON *
+fx_step(fx_ctx *ctx, const char *fn, const cJSON *args)
+{
+	return fx_call(ctx, fn, args);
+}
+
 /*
  * Step: start function fn with args as a child invocation without waiting
  * for it.  Returns its invocation id (for fx_await()), or -1 on an error.

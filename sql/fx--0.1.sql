@@ -89,6 +89,7 @@ CREATE TABLE fx.invocation (
 	lease_expiry	timestamptz,
 	waiter			int,			/* backend pid of a waiting fx_call or workflow */
 	parent			bigint,			/* the workflow that started it as a step */
+	deadline		timestamptz,	/* fx_invoke's timeout: fails if not finished by then */
 	replay			boolean NOT NULL DEFAULT false,	/* has recorded steps from an earlier run */
 	result			jsonb,
 	error			text,
@@ -125,6 +126,8 @@ CREATE INDEX invocation_blocked ON fx.invocation (fn, key, id)
 CREATE UNIQUE INDEX invocation_idempotency ON fx.invocation (fn, idempotency_key)
 	WHERE idempotency_key IS NOT NULL;
 CREATE INDEX invocation_fn ON fx.invocation (fn, id);
+CREATE INDEX invocation_deadline ON fx.invocation (deadline)
+	WHERE deadline IS NOT NULL AND status = 'queued';
 
 /*
  * Per-key state of keyed functions: one JSON value per (fn, key), written
@@ -180,7 +183,8 @@ LANGUAGE C VOLATILE;
 CREATE FUNCTION fx_invoke(fn text, args jsonb DEFAULT '{}', key text DEFAULT NULL,
 						  delay interval DEFAULT NULL,
 						  idempotency_key text DEFAULT NULL,
-						  queue text DEFAULT NULL, priority int DEFAULT 0)
+						  queue text DEFAULT NULL, priority int DEFAULT 0,
+						  timeout interval DEFAULT NULL)
 RETURNS bigint
 AS 'MODULE_PATHNAME', 'fx_invoke'
 LANGUAGE C VOLATILE;
@@ -348,7 +352,7 @@ CREATE FUNCTION fx.claim(owner text, n int, lease_slack interval DEFAULT '30s',
 RETURNS TABLE (id bigint, epoch int, fn text, version int, args jsonb,
 			   key text, attempt int, idempotency_key text, hash text,
 			   command text[], mode text, memory_mb int, timeout_ms int,
-			   options jsonb, token uuid, priority int, replay boolean)
+			   options jsonb, token uuid, priority int, replay boolean, deadline timestamptz)
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -358,6 +362,7 @@ BEGIN
 	WITH picked AS (
 		SELECT q.id FROM fx.invocation q
 		 WHERE q.status = 'queued' AND NOT q.blocked AND q.not_before <= now()
+		   AND (q.deadline IS NULL OR q.deadline > now())	/* else fx.reap fails it */
 		   AND (-q.priority::bigint, q.id) > (coalesce(-after_priority::bigint, -2147483649),
 											  coalesce(after_id, 0))
 		   AND (q.key IS NULL OR NOT EXISTS (
@@ -380,12 +385,12 @@ BEGIN
 		RETURNING i.id, i.lease_epoch, i.fn, i.version, i.args, i.key, i.attempts,
 				  i.idempotency_key, i.priority, v.hash, v.command, v.mode,
 				  v.memory_mb, v.timeout_ms, v.options, i.lease_token,
-				  i.replay OR i.attempts > 1 AS replay
+				  i.replay OR i.attempts > 1 AS replay, i.deadline
 	)
 	SELECT c.id, c.lease_epoch, c.fn, c.version, c.args, c.key, c.attempts,
 		   coalesce(c.idempotency_key, 'fx-' || c.id), c.hash, c.command,
 		   c.mode, c.memory_mb, c.timeout_ms, c.options, c.lease_token, c.priority,
-		   c.replay
+		   c.replay, c.deadline
 	  FROM claimed c
 	 ORDER BY c.priority DESC, c.id;
 END
@@ -435,6 +440,7 @@ DECLARE
 	finished bigint[];
 	keyed boolean;
 	parents bigint[];
+	late bigint[];
 BEGIN
 	WITH it AS (
 		SELECT * FROM jsonb_to_recordset(items) AS x(
@@ -447,18 +453,24 @@ BEGIN
 		   SET status = CASE
 					WHEN it.ok THEN 'succeeded'::fx.status
 					WHEN NOT coalesce(it.retryable, true) OR i.max_attempts = 1
+						 OR i.deadline <= clock_timestamp()
 						THEN 'failed'
 					WHEN i.attempts - i.lost < i.max_attempts THEN 'queued'
 					ELSE 'dead' END,
 			   result = CASE WHEN it.ok THEN it.result END,
-			   error = it.error, error_detail = it.detail,
+			   error = CASE WHEN NOT it.ok AND i.deadline <= clock_timestamp()
+							THEN fx.timeout_error(i.deadline - i.created_at) ELSE it.error END,
+			   error_detail = CASE WHEN NOT it.ok AND i.deadline <= clock_timestamp()
+								   THEN 'The last attempt: ' || coalesce(it.error, '?')
+								   ELSE it.detail END,
 			   not_before = CASE
 					WHEN it.ok THEN i.not_before
 					ELSE now() + least(backoff_ms * (2.0 ^ (i.attempts - i.lost - 1)), 3600000)
 								 * interval '1 ms' END,
 			   finished_at = CASE
 					WHEN it.ok OR NOT coalesce(it.retryable, true) OR i.max_attempts = 1
-						 OR i.attempts - i.lost >= i.max_attempts THEN clock_timestamp() END,
+						 OR i.attempts - i.lost >= i.max_attempts
+						 OR i.deadline <= clock_timestamp() THEN clock_timestamp() END,
 			   wall_ms = it.wall_ms, cpu_ms = it.cpu_ms,
 			   max_rss_kb = it.max_rss_kb, start_kind = it.start,
 			   lease_owner = NULL, lease_pid = NULL, lease_expiry = NULL,
@@ -467,6 +479,7 @@ BEGIN
 		 WHERE i.id = it.id AND i.lease_owner = owner AND i.lease_epoch = it.epoch
 		   AND i.lease_token = it.token AND i.status = 'running'
 		RETURNING i.id, i.attempts, i.status, i.waiter, i.result, i.parent,
+				  NOT it.ok AND i.deadline <= clock_timestamp() AS late,
 				  i.fn, i.key, i.bucket, it.state_op, it.state, it.logs
 	), stated AS (
 		INSERT INTO fx.state AS s (fn, key, bucket, value, invocation_id)
@@ -501,12 +514,17 @@ BEGIN
 		  FROM done d WHERE d.waiter IS NOT NULL AND d.status <> 'queued'
 	)
 	SELECT coalesce(array_agg(d.id), '{}'), coalesce(bool_or(d.key IS NOT NULL), false),
-		   array_agg(d.parent) FILTER (WHERE d.parent IS NOT NULL AND d.status <> 'queued')
-	  INTO finished, keyed, parents
+		   array_agg(d.parent) FILTER (WHERE d.parent IS NOT NULL AND d.status <> 'queued'),
+		   coalesce(array_agg(d.id) FILTER (WHERE d.late), '{}')
+	  INTO finished, keyed, parents, late
 	  FROM done d, notified;
 	IF parents IS NOT NULL THEN
 		PERFORM fx.wake(parents);
 	END IF;
+	/* A workflow past its deadline takes its unfinished children with it. */
+	PERFORM @extschema@.fx_workflow_cancel(c.id)
+	   FROM fx.invocation c
+	  WHERE c.parent = ANY (late) AND c.status IN ('queued', 'running');
 	/*
 	 * Unblock the next invocation of each key that finished: a statement
 	 * of its own, since it must see the statuses just written.
@@ -540,7 +558,7 @@ CREATE FUNCTION fx.cycle(owner text, items jsonb, n int, backoff_ms int DEFAULT 
 RETURNS TABLE (id bigint, epoch int, fn text, version int, args jsonb,
 			   key text, attempt int, idempotency_key text, hash text,
 			   command text[], mode text, memory_mb int, timeout_ms int,
-			   options jsonb, token uuid, priority int, replay boolean)
+			   options jsonb, token uuid, priority int, replay boolean, deadline timestamptz)
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -600,6 +618,14 @@ $$;
  * expired.  Three lost attempts make the invocation dead.  Workers call
  * this on their slow tick; it is cheap when nothing is lost.
  */
+CREATE FUNCTION fx.timeout_error(timeout interval) RETURNS text
+LANGUAGE sql IMMUTABLE
+AS $$
+	SELECT 'timed out: not finished within '
+		   || rtrim(rtrim(round(extract(epoch FROM $1)::numeric, 3)::text, '0'), '.')
+		   || ' s of its enqueue'
+$$;
+
 CREATE FUNCTION fx.reap() RETURNS int
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -607,6 +633,7 @@ AS $$
 DECLARE
 	n int;
 	parents bigint[];
+	late record;
 BEGIN
 	WITH lost AS (
 		SELECT i.id FROM fx.invocation i
@@ -635,6 +662,30 @@ BEGIN
 	IF parents IS NOT NULL THEN
 		PERFORM fx.wake(parents);
 	END IF;
+	/*
+	 * Invocations queued past their deadline (fx_invoke's timeout) fail, and
+	 * their unfinished children are cancelled.  (A running one's worker kills
+	 * it at the deadline; its finish then fails it the same way.)
+	 */
+	FOR late IN
+		UPDATE fx.invocation i
+		   SET status = 'failed', finished_at = now(),
+			   error = fx.timeout_error(i.deadline - i.created_at), error_detail = NULL
+		 WHERE i.status = 'queued' AND i.deadline < now()
+		RETURNING i.id, i.waiter, i.parent, i.fn, i.key
+	LOOP
+		IF late.waiter IS NOT NULL THEN
+			PERFORM pg_notify('fx_done_' || late.waiter, late.id::text);
+		END IF;
+		IF late.parent IS NOT NULL THEN
+			PERFORM fx.wake(ARRAY[late.parent]);
+		END IF;
+		PERFORM @extschema@.fx_workflow_cancel(c.id) FROM fx.invocation c
+		  WHERE c.parent = late.id AND c.status IN ('queued', 'running');
+		IF late.key IS NOT NULL THEN
+			PERFORM fx.unblock_next(late.fn, late.key);
+		END IF;
+	END LOOP;
 	/*
 	 * Unblock the first invocation of every key with no head: its head
 	 * died here, or ended while it was being enqueued.
@@ -1098,7 +1149,8 @@ BEGIN
 						  WHERE c.id = wait_child AND c.status NOT IN ('queued', 'running')));
 	UPDATE fx.invocation i
 	   SET status = 'queued', attempts = i.attempts - 1, replay = true,
-		   not_before = CASE WHEN ready THEN now() ELSE coalesce(wake, 'infinity') END,
+		   not_before = CASE WHEN ready THEN now()
+							 ELSE least(coalesce(wake, 'infinity'), coalesce(i.deadline, 'infinity')) END,
 		   lease_owner = NULL, lease_pid = NULL, lease_expiry = NULL, lease_token = NULL
 	 WHERE i.id = id
 	RETURNING i.attempts + 1 INTO att;

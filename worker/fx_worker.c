@@ -300,7 +300,7 @@ cycle(fx_worker *w)
 	fx_db_query_prepared(&w->db,
 					   "SELECT id, epoch, fn, version, args, key, attempt, idempotency_key,"
 					   " hash, array_to_json(command), mode, memory_mb, timeout_ms, options,"
-					   " token, priority, replay"
+					   " token, priority, replay, (extract(epoch FROM deadline) * 1000)::bigint"
 					   " FROM (SELECT set_config('synchronous_commit',"
 					   "   CASE WHEN $2::jsonb = '[]' THEN 'off'"
 					   "   ELSE current_setting('synchronous_commit') END, true)) s,"
@@ -553,6 +553,14 @@ inv_from_row(PGresult *res, int row)
 	inv->options = cJSON_Parse(PQgetvalue(res, row, 13));
 	inv->token = field(res, row, 14);
 	inv->replay = PQgetvalue(res, row, 16)[0] == 't';
+	if (!PQgetisnull(res, row, 17))
+	{
+		/* fx_invoke's timeout: the attempt ends by the invocation's deadline */
+		int64_t		left = strtoll(PQgetvalue(res, row, 17), NULL, 10) - fx_now_ms();
+
+		if (left < inv->timeout_ms)
+			inv->timeout_ms = left > 1 ? (int) left : 1;
+	}
 	role = cJSON_GetObjectItem(inv->options, "role");
 	inv->role = cJSON_IsString(role) ? role->valuestring : NULL;
 	return inv;

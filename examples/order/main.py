@@ -5,7 +5,7 @@ three steps, each recorded when it ends (docs/protocol.md, "Workflows"):
 
 1. reserve: take the stock and write the order (ctx.sql inside ctx.run, so
    both commit with the step's record, exactly once);
-2. charge: the payment function, run as a child invocation (ctx.call): its
+2. charge: the payment function, run as a child invocation (ctx.step): its
    own sandbox, its own retries;
 3. ship: mark the order shipped with its tracking number.
 
@@ -54,7 +54,7 @@ def handler(args, ctx):
     ctx.set_event("status", "reserved")
 
     try:
-        payment = ctx.call("payment", {"order": order, "amount": qty * 5,
+        payment = ctx.step("payment", {"order": order, "amount": qty * 5,
                                        "card": args.get("card")})
     except fx.StepError as e:
         def release():

@@ -394,11 +394,14 @@ class Context:
                         None, False) from None
         return self._outcome(reply)
 
-    def call(self, fn, args=None):
+    def step(self, fn, args=None):
         """Step: run function fn (``"name"`` or ``"name:version"``) with
-        args as a child invocation and return its result; raises
-        ``StepError`` if it failed."""
+        args as a child invocation (its own sandbox, any worker) and return
+        its result; raises ``StepError`` if it failed.  ``ctx.call`` is the
+        same."""
         return self._step("call", fn=fn, args=args)
+
+    call = step
 
     def start(self, fn, args=None):
         """Step: start function fn with args as a child invocation without

@@ -179,6 +179,21 @@ json_eq "the fork's result" '[10, 20, 30, 40, 50]' "$(q "SELECT result FROM fx.i
 check_eq "the fork ran steps 4 and 5 only: its own rows" "4 5" \
 	"$(q "SELECT string_agg(step::text, ' ' ORDER BY step) FROM effect WHERE workflow = $fork")"
 
+# --- a workflow timeout (fx_invoke's timeout) --------------------------------
+id=$(q "SELECT fx_invoke('waiter', '{\"timeout\": 60}', timeout => '2 s')")
+wait_for "a workflow waiting past its timeout ends" 8 finished "$id"
+check_eq "it failed with the timeout, about 2 s after its enqueue" \
+	"failed timed out: not finished within 2 s of its enqueue 2" \
+	"$(q "SELECT status || ' ' || error || ' ' || round(extract(epoch FROM finished_at - created_at))
+	      FROM fx.invocation WHERE id = $id")"
+fx_worker_stop D
+id=$(q "SELECT fx_invoke('waiter', '{}', timeout => '1 s')")
+sleep 1.5
+fx_worker_start E --wait-grace-ms 300
+wait_for "one still queued past its timeout fails without running" 5 finished "$id"
+check_eq "with the timeout error, no attempt made" "failed 0 timed out: not finished within 1 s of its enqueue" \
+	"$(q "SELECT status || ' ' || attempts || ' ' || error FROM fx.invocation WHERE id = $id")"
+
 # --- nondeterminism ---------------------------------------------------------
 mkdir -p "$FX_TEST_DIR/fn/fickle"
 cat >"$FX_TEST_DIR/fn/fickle/main.py" <<'EOF'

@@ -122,3 +122,10 @@ SELECT fx_workflow_fork(:w, 0);
 SELECT fx_workflow_fork(:w, 40);
 SELECT fx_workflow_fork(:w + 1000, 1);
 SELECT fx_workflow_steps(:w + 1000);
+
+-- fx_invoke's timeout: a deadline from the enqueue; it must be positive.
+SELECT fx_invoke('wf', '{}', timeout => '90 s') AS t \gset
+SELECT deadline - created_at AS timeout FROM fx.invocation WHERE id = :t;
+SELECT fx_invoke('wf', '{}', timeout => '0 s');
+SELECT fx_invoke('wf', '{}', timeout => '-1 s');
+SELECT fx.timeout_error('2.5 s'), fx.timeout_error('1 minute');
