@@ -217,6 +217,76 @@ check_eq "the error names both steps" \
 	'nondeterministic workflow: step 1 is "other" (run) now but was recorded as "first" (run)' \
 	"$(q "SELECT error FROM fx.invocation WHERE id = $id")"
 
+# --- the same from C (include/fx.h) ----------------------------------------
+mkdir -p "$FX_TEST_DIR/fn/cwf" "$FX_TEST_DIR/fn/kid"
+cat >"$FX_TEST_DIR/fn/kid/main.py" <<'EOF'
+import fx
+
+def handler(args, ctx):
+    if args.get("fail"):
+        raise fx.Error("kid refused", retryable=False)
+    return {"kid": args.get("n")}
+
+fx.run(handler)
+EOF
+fx_deploy kid "$FX_TEST_DIR/fn/kid" --cmd "python3 main.py" --mode session
+cat >"$FX_TEST_DIR/fn/cwf/cwf.c" <<'EOF'
+#include <fx.h>
+
+static cJSON *
+twice(fx_ctx *ctx, void *arg)
+{
+	(void) ctx;
+	return cJSON_CreateNumber(2 * *(int *) arg);
+}
+
+static cJSON *
+handler(fx_ctx *ctx, const cJSON *args)
+{
+	int			n = 21;
+	cJSON	   *doubled = fx_run(ctx, "twice", twice, &n);
+	cJSON	   *kid_args = cJSON_Parse("{\"n\": 7}");
+	cJSON	   *bad_args = cJSON_Parse("{\"fail\": true}");
+	cJSON	   *kid = fx_step(ctx, "kid", kid_args);
+	long long	started = fx_start(ctx, "kid", bad_args);
+	cJSON	   *awaited = fx_await(ctx, started);
+	cJSON	   *out = cJSON_CreateObject();
+	cJSON	   *msg;
+
+	(void) args;
+	cJSON_AddItemToObject(out, "kid", kid ? kid : cJSON_CreateString(fx_error(ctx)));
+	cJSON_AddStringToObject(out, "awaited", awaited ? "no error" : fx_error(ctx));
+	cJSON_Delete(awaited);
+	cJSON_Delete(kid_args);
+	cJSON_Delete(bad_args);
+	if (!fx_sleep(ctx, 50) || !fx_set_event(ctx, "stage", doubled))
+		return NULL;
+	msg = fx_recv(ctx, "go", 200);
+	cJSON_AddItemToObject(out, "doubled", doubled);
+	cJSON_AddItemToObject(out, "msg", msg ? msg : cJSON_CreateString("error"));
+	cJSON_AddNumberToObject(out, "workflow", (double) fx_workflow_id(ctx));
+	return out;
+}
+
+int
+main(void)
+{
+	return fx_main(handler);
+}
+EOF
+check "a C workflow builds" cc -Wall -Wextra -Werror -O2 -I"$FX_ROOT/include" \
+	-o "$FX_TEST_DIR/fn/cwf/cwf" "$FX_TEST_DIR/fn/cwf/cwf.c" -lcjson
+rm -f "$FX_TEST_DIR/fn/cwf/cwf.c"
+fx_deploy cwf "$FX_TEST_DIR/fn/cwf" --cmd ./cwf --mode session
+out=$(q "SELECT fx_call('cwf', '{}')" 2>&1)
+json_has "the C workflow ran its steps" "$out" \
+	'{"doubled": 42, "kid": {"kid": 7}, "awaited": "kid refused", "msg": null}'
+cid=$(q "SELECT (\$j\$$out\$j\$::jsonb->>'workflow')")
+check_eq "its steps: run, call, start, await, sleep, set_event, recv" \
+	"twice:run kid:call kid:start await:await sleep:sleep set_event:set_event recv:recv" \
+	"$(q "SELECT string_agg(name || ':' || kind, ' ' ORDER BY step) FROM fx.step WHERE invocation_id = $cid")"
+json_eq "its event, set from C" '42' "$(q "SELECT fx_get_event($cid, 'stage')")"
+
 # --- examples/order, as its README says -------------------------------------
 ex=$FX_ROOT/examples/order
 check "setup.sql" q "\\i $ex/setup.sql"
