@@ -783,6 +783,141 @@ END
 $$;
 
 /* ---------------------------------------------------------------------
+ * Table triggers (fx_on_change) and metering views
+ * --------------------------------------------------------------------- */
+
+/*
+ * The row trigger fx_on_change installs: it invokes TG_ARGV[0] with the
+ * change as JSON ({"op", "table", "old", "new"}), keyed by the value of the
+ * column TG_ARGV[1] when one was named, so that the changes of one row are
+ * handled in order.  fx_invoke is transactional: a change rolled back
+ * invokes nothing.  It runs as fx's owner, so whoever may write the table
+ * triggers the invocation, as its owner set up.
+ */
+CREATE FUNCTION fx.on_change_trigger() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	change jsonb;
+	k text;
+BEGIN
+	change := jsonb_build_object(
+		'op', lower(TG_OP),
+		'table', quote_ident(TG_TABLE_SCHEMA) || '.' || quote_ident(TG_TABLE_NAME),
+		'old', CASE WHEN TG_OP IN ('UPDATE', 'DELETE') THEN to_jsonb(OLD) END,
+		'new', CASE WHEN TG_OP IN ('INSERT', 'UPDATE') THEN to_jsonb(NEW) END);
+	IF TG_ARGV[1] <> '' THEN
+		k := CASE WHEN TG_OP = 'DELETE' THEN to_jsonb(OLD) ELSE to_jsonb(NEW) END->>TG_ARGV[1];
+	END IF;
+	PERFORM @extschema@.fx_invoke(TG_ARGV[0], change, key => k);
+	RETURN NULL;
+END
+$$;
+
+/* The trigger's name for a function: one per (table, function). */
+CREATE FUNCTION fx.on_change_name(fn text) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT
+AS $$ SELECT left('fx_on_change_' || $1, 63) $$;
+
+/*
+ * Invoke fn after every change of the given kinds to table's rows:
+ * events is a subset of {insert,update,delete}; key names a column whose
+ * value keys the invocations (changes of one row then run in order).
+ * Calling it again for the same table and function replaces the trigger.
+ */
+CREATE FUNCTION fx_on_change(tbl regclass, fn text,
+							 events text[] DEFAULT '{insert,update,delete}',
+							 key text DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	bad text;
+	ops text;
+BEGIN
+	IF tbl IS NULL OR fn IS NULL THEN
+		RAISE EXCEPTION 'fx_on_change needs a table and a function'
+			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF NOT EXISTS (SELECT 1 FROM fx.function f WHERE f.name = fn) THEN
+		RAISE EXCEPTION 'function "%" is not deployed', fn
+			USING ERRCODE = 'undefined_object',
+				  HINT = format('Deploy it with fx_deploy() or "fx deploy %s DIR".', fn);
+	END IF;
+	IF (SELECT c.relkind FROM pg_class c WHERE c.oid = tbl) NOT IN ('r', 'p') THEN
+		RAISE EXCEPTION '"%" is not a table', tbl
+			USING ERRCODE = 'wrong_object_type';
+	END IF;
+	SELECT e INTO bad FROM unnest(events) e
+	 WHERE e IS NULL OR lower(e) NOT IN ('insert', 'update', 'delete') LIMIT 1;
+	IF FOUND OR coalesce(cardinality(events), 0) = 0 THEN
+		RAISE EXCEPTION 'invalid event "%"', coalesce(bad, '')
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'events is a non-empty subset of {insert,update,delete}.';
+	END IF;
+	IF key IS NOT NULL AND NOT EXISTS (
+			SELECT 1 FROM pg_attribute a
+			 WHERE a.attrelid = tbl AND a.attname = key AND a.attnum > 0 AND NOT a.attisdropped) THEN
+		RAISE EXCEPTION 'table "%" has no column "%"', tbl, key
+			USING ERRCODE = 'undefined_column',
+				  HINT = 'key names the column whose value keys the invocations.';
+	END IF;
+	SELECT string_agg(DISTINCT upper(e), ' OR ') INTO ops FROM unnest(events) e;
+	EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', fx.on_change_name(fn), tbl);
+	EXECUTE format('CREATE TRIGGER %I AFTER %s ON %s FOR EACH ROW'
+				   ' EXECUTE FUNCTION fx.on_change_trigger(%L, %L)',
+				   fx.on_change_name(fn), ops, tbl, fn, coalesce(key, ''));
+END
+$$;
+
+/* Remove the trigger fx_on_change made; whether there was one. */
+CREATE FUNCTION fx_off_change(tbl regclass, fn text) RETURNS boolean
+LANGUAGE plpgsql VOLATILE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF NOT EXISTS (SELECT 1 FROM pg_trigger t
+				   WHERE t.tgrelid = tbl AND t.tgname = fx.on_change_name(fn)) THEN
+		RETURN false;
+	END IF;
+	EXECUTE format('DROP TRIGGER %I ON %s', fx.on_change_name(fn), tbl);
+	RETURN true;
+END
+$$;
+
+/*
+ * Metering.  Every finished attempt records its wall time, CPU time, peak
+ * memory and how its process started (cold: a new sandbox; prewarmed: a
+ * new process in a ready sandbox; warm: a session process reused).
+ * GB-seconds are wall seconds times the version's memory limit, as Lambda
+ * bills them.
+ */
+CREATE VIEW fx.usage AS
+	SELECT i.fn, date_trunc('hour', i.created_at) AS hour,
+		   count(*) AS invocations,
+		   count(*) FILTER (WHERE i.status IN ('failed', 'dead')) AS errors,
+		   round(sum(coalesce(i.wall_ms, 0) / 1000.0 * v.memory_mb / 1024.0)::numeric, 6)
+			   AS gb_seconds,
+		   round((sum(coalesce(i.cpu_ms, 0)) / 1000.0)::numeric, 3) AS cpu_seconds
+	  FROM fx.invocation i JOIN fx.version v ON v.fn = i.fn AND v.version = i.version
+	 GROUP BY 1, 2;
+
+CREATE VIEW fx.stats AS
+	SELECT i.fn, count(*) AS invocations,
+		   count(*) FILTER (WHERE i.status IN ('failed', 'dead')) AS errors,
+		   percentile_cont(0.5) WITHIN GROUP (ORDER BY i.wall_ms) AS p50_ms,
+		   percentile_cont(0.95) WITHIN GROUP (ORDER BY i.wall_ms) AS p95_ms,
+		   percentile_cont(0.99) WITHIN GROUP (ORDER BY i.wall_ms) AS p99_ms,
+		   round(avg(CASE WHEN i.start_kind = 'warm' THEN 0 ELSE 1 END)
+				 FILTER (WHERE i.start_kind IS NOT NULL)::numeric, 4) AS cold_start_rate,
+		   max(i.max_rss_kb) AS max_rss_kb
+	  FROM fx.invocation i
+	 WHERE i.finished_at IS NOT NULL
+	 GROUP BY i.fn;
+
+/* ---------------------------------------------------------------------
  * Workflows: steps, children, messages, events (docs/protocol.md,
  * "Workflows").  A workflow is an invocation that records steps; after any
  * crash it runs again from the start and its recorded steps return their
@@ -1327,3 +1462,5 @@ GRANT EXECUTE ON FUNCTION fx.finish_tx(text, uuid, jsonb, int, boolean) TO PUBLI
 GRANT EXECUTE ON FUNCTION fx.assert_sql_role() TO PUBLIC;
 GRANT EXECUTE ON FUNCTION fx.step_tx(text, uuid, bigint, int, text, jsonb, timestamptz) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION fx.bucket(text, text) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION fx.on_change_trigger() TO PUBLIC;
+GRANT EXECUTE ON FUNCTION fx.on_change_name(text) TO PUBLIC;
