@@ -446,7 +446,7 @@ BEGIN
 		SELECT * FROM jsonb_to_recordset(items) AS x(
 			id bigint, epoch int, token uuid, ok boolean, result jsonb, error text,
 			detail text, retryable boolean, wall_ms double precision,
-			cpu_ms double precision, max_rss_kb bigint, start text, logs jsonb,
+			cpu_ms double precision, max_rss_kb bigint, start text, logs jsonb, log_seq int,
 			state_op text, state jsonb)
 	), done AS (
 		UPDATE fx.invocation i
@@ -479,7 +479,7 @@ BEGIN
 		 WHERE i.id = it.id AND i.lease_owner = owner AND i.lease_epoch = it.epoch
 		   AND i.lease_token = it.token AND i.status = 'running'
 		RETURNING i.id, i.attempts, i.status, i.waiter, i.result, i.parent,
-				  NOT it.ok AND i.deadline <= clock_timestamp() AS late,
+				  NOT it.ok AND i.deadline <= clock_timestamp() AS late, it.log_seq,
 				  i.fn, i.key, i.bucket, it.state_op, it.state, it.logs
 	), stated AS (
 		INSERT INTO fx.state AS s (fn, key, bucket, value, invocation_id)
@@ -497,7 +497,7 @@ BEGIN
 		RETURNING 1
 	), logged AS (
 		INSERT INTO fx.log (invocation_id, attempt, seq, stream, at, line)
-		SELECT d.id, d.attempts, l.ord::int, l.e->>1,
+		SELECT d.id, d.attempts, coalesce(d.log_seq, 0) + l.ord::int, l.e->>1,
 			   to_timestamp((l.e->>0)::double precision / 1000), l.e->>2
 		  FROM done d,
 			   jsonb_array_elements(CASE WHEN jsonb_typeof(d.logs) = 'array'
@@ -610,6 +610,30 @@ AS $$
 		RETURNING 1
 	)
 	SELECT count(*)::int FROM a
+$$;
+
+/*
+ * Log lines of a running attempt, sent while it runs (fx logs -f follows
+ * them); lines first_seq + 1, ... of the attempt.  Only the worker holding
+ * the lease adds them.  Returns how many were stored.
+ */
+CREATE FUNCTION fx.log_append(owner text, token uuid, id bigint, attempt int, first_seq int,
+							  lines jsonb)
+RETURNS int
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	WITH ins AS (
+		INSERT INTO fx.log (invocation_id, attempt, seq, stream, at, line)
+		SELECT $3, $4, $5 + l.ord::int, l.e->>1,
+			   to_timestamp((l.e->>0)::double precision / 1000), l.e->>2
+		  FROM jsonb_array_elements($6) WITH ORDINALITY AS l(e, ord)
+		 WHERE EXISTS (SELECT 1 FROM fx.invocation i
+						WHERE i.id = $3 AND i.lease_owner = $1 AND i.lease_token = $2
+						  AND i.status = 'running')
+		RETURNING 1
+	)
+	SELECT count(*)::int FROM ins
 $$;
 
 /*
@@ -1262,7 +1286,8 @@ $$;
  * the workflow queued and wakes it.
  */
 CREATE FUNCTION fx.evict(owner text, token uuid, id bigint, wake timestamptz,
-						 wait_topic text, wait_child bigint, logs jsonb DEFAULT NULL)
+						 wait_topic text, wait_child bigint, logs jsonb DEFAULT NULL,
+						 log_seq int DEFAULT 0)
 RETURNS boolean
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -1290,7 +1315,8 @@ BEGIN
 	 WHERE i.id = id
 	RETURNING i.attempts + 1 INTO att;
 	INSERT INTO fx.log (invocation_id, attempt, seq, stream, at, line)
-	SELECT id, att, l.ord::int, l.e->>1, to_timestamp((l.e->>0)::double precision / 1000), l.e->>2
+	SELECT id, att, log_seq + l.ord::int, l.e->>1,
+		   to_timestamp((l.e->>0)::double precision / 1000), l.e->>2
 	  FROM jsonb_array_elements(CASE WHEN jsonb_typeof(logs) = 'array' THEN logs ELSE '[]' END)
 		   WITH ORDINALITY AS l(e, ord);
 	RETURN true;

@@ -603,7 +603,62 @@ fx_cli_invoke(int argc, char **argv)
 
 static const char logs_usage[] =
 "usage: fx logs ID [-f] [--db CONNINFO]\n"
-"Prints the log lines of invocation ID; -f waits until it has finished.\n";
+"       fx logs --fn NAME [--since DURATION] [--db CONNINFO]\n"
+"Prints the log lines of invocation ID; -f follows a running one (lines\n"
+"arrive about every half second) until it has finished.  With --fn, the\n"
+"lines of every invocation of function NAME since DURATION ago (an interval\n"
+"such as 10m, 2h, 1d or '30 seconds'; default 1h), oldest first.\n";
+
+/* "10m" -> "10 min": PostgreSQL's intervals with the short units people type. */
+static char *
+interval_text(const char *s)
+{
+	size_t		n = strlen(s);
+
+	if (n > 1 && strspn(s, "0123456789") == n - 1)
+	{
+		const char *unit = s[n - 1] == 's' ? "sec" : s[n - 1] == 'm' ? "min" :
+			s[n - 1] == 'h' ? "hour" : s[n - 1] == 'd' ? "day" : NULL;
+
+		if (unit)
+			return fx_xasprintf("%.*s %s", (int) (n - 1), s, unit);
+	}
+	return fx_xstrdup(s);
+}
+
+/* fx logs --fn NAME --since DURATION */
+static int
+fn_logs(PGconn *conn, const char *fn, const char *since)
+{
+	char	   *iv = interval_text(since ? since : "1h");
+	const char *params[2] = {fn, iv};
+	PGresult   *res;
+	int			rc = 0;
+
+	res = exec_params(conn,
+					  "SELECT l.invocation_id, l.attempt, to_char(l.at, 'YYYY-MM-DD HH24:MI:SS.MS'),"
+					  " l.stream, l.line, EXISTS (SELECT 1 FROM fx.function f WHERE f.name = $1)"
+					  " FROM (SELECT 1) one LEFT JOIN fx.invocation i ON i.fn = $1"
+					  " AND i.created_at >= now() - $2::interval"
+					  " LEFT JOIN fx.log l ON l.invocation_id = i.id"
+					  " ORDER BY l.at, l.invocation_id, l.attempt, l.seq", 2, params);
+	free(iv);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK)
+		rc = report(res);
+	else if (PQntuples(res) > 0 && strcmp(PQgetvalue(res, 0, 5), "t") != 0)
+	{
+		fprintf(stderr, "fx: function \"%s\" is not deployed\n", fn);
+		rc = 1;
+	}
+	else
+		for (int i = 0; i < PQntuples(res); i++)
+			if (!PQgetisnull(res, i, 0))
+				printf("%s [invocation %s attempt %s] %s: %s\n", PQgetvalue(res, i, 2),
+					   PQgetvalue(res, i, 0), PQgetvalue(res, i, 1), PQgetvalue(res, i, 3),
+					   PQgetvalue(res, i, 4));
+	PQclear(res);
+	return rc;
+}
 
 static bool
 finished(PGconn *conn, const char *id)
@@ -623,10 +678,13 @@ fx_cli_logs(int argc, char **argv)
 {
 	static struct option opts[] = {
 		{"follow", no_argument, NULL, 'f'}, {"db", required_argument, NULL, 'd'},
+		{"fn", required_argument, NULL, 'F'}, {"since", required_argument, NULL, 's'},
 		{"help", no_argument, NULL, 'h'}, {0}
 	};
 	bool		follow = false;
 	const char *db = NULL;
+	const char *fn = NULL;
+	const char *since = NULL;
 	PGconn	   *conn;
 	int			c;
 	int			shown = 0;
@@ -638,6 +696,10 @@ fx_cli_logs(int argc, char **argv)
 			follow = true;
 		else if (c == 'd')
 			db = optarg;
+		else if (c == 'F')
+			fn = optarg;
+		else if (c == 's')
+			since = optarg;
 		else if (c == 'h')
 		{
 			printf("%s", logs_usage);
@@ -646,7 +708,17 @@ fx_cli_logs(int argc, char **argv)
 		else
 			return usage(logs_usage);
 	}
-	if (argc - optind != 1)
+	if (fn != NULL)
+	{
+		if (argc - optind != 0 || follow)
+			return usage(logs_usage);
+		if ((conn = connect_db(db)) == NULL)
+			return 1;
+		rc = fn_logs(conn, fn, since);
+		PQfinish(conn);
+		return rc;
+	}
+	if (argc - optind != 1 || since)
 		return usage(logs_usage);
 	if ((conn = connect_db(db)) == NULL)
 		return 1;

@@ -90,6 +90,7 @@ typedef struct fx_inv
 	double		cpu_ms;
 	long		max_rss_kb;
 	cJSON	   *logs;			/* [[ms, stream, line], ...] */
+	int			logs_sent;		/* the first ones, already in fx.log */
 	size_t		log_bytes;
 	bool		log_truncated;
 

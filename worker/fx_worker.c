@@ -64,6 +64,7 @@ typedef struct fx_worker
 	int			committing;		/* completions in their own transaction */
 	uv_timer_t	tick;
 	uv_timer_t	due;
+	uv_timer_t	logs;			/* sends running attempts' new log lines */
 	uv_signal_t sigterm;
 	uv_signal_t sigint;
 	unsigned	ticks;
@@ -131,8 +132,16 @@ finish_item(fx_inv *inv)
 	if (inv->started_ns)
 		cJSON_AddStringToObject(it, "start", inv->start == FX_START_WARM ? "warm" :
 								inv->start == FX_START_PREWARMED ? "prewarmed" : "cold");
-	if (inv->logs)
-		cJSON_AddItemReferenceToObject(it, "logs", inv->logs);
+	if (inv->logs && cJSON_GetArraySize(inv->logs) > inv->logs_sent)
+	{
+		/* the lines not yet sent while it ran (send_logs) */
+		cJSON	   *rest = cJSON_CreateArray();
+
+		for (int i = inv->logs_sent; i < cJSON_GetArraySize(inv->logs); i++)
+			cJSON_AddItemReferenceToArray(rest, cJSON_GetArrayItem(inv->logs, i));
+		cJSON_AddItemToObject(it, "logs", rest);
+		cJSON_AddNumberToObject(it, "log_seq", inv->logs_sent);
+	}
 	if (inv->ok && inv->state_op == FX_STATE_SET)
 	{
 		cJSON_AddStringToObject(it, "state_op", "set");
@@ -446,6 +455,85 @@ attempt_done(fx_inv *inv)
 		schedule_due(w);
 	}
 	maybe_stop(w);
+}
+
+/* ---------------------------------------------------------------------
+ * Live logs: what running attempts write reaches fx.log every half second,
+ * so that fx logs -f can follow them; their completion sends the rest.
+ * --------------------------------------------------------------------- */
+
+typedef struct log_batch
+{
+	fx_worker  *w;
+	int64_t		id;
+	int			epoch;
+	int			from;			/* logs_sent before this batch */
+} log_batch;
+
+static void
+logs_sent_cb(fx_db *db, PGresult *res, void *arg)
+{
+	log_batch  *b = arg;
+
+	(void) db;
+	if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK)
+	{
+		/* not stored: the completion sends them, if it has not yet */
+		for (fx_inv *i = b->w->active; i; i = i->next)
+			if (i->id == b->id && i->epoch == b->epoch && i->logs_sent > b->from)
+				i->logs_sent = b->from;
+	}
+	free(b);
+}
+
+static void
+send_logs(fx_worker *w, fx_inv *inv)
+{
+	int			n = cJSON_GetArraySize(inv->logs);
+	cJSON	   *lines = cJSON_CreateArray();
+	char	   *json;
+	char		id[24];
+	char		attempt[16];
+	char		from[16];
+	const char *params[6];
+	log_batch  *b = fx_xcalloc(1, sizeof(*b));
+
+	for (int i = inv->logs_sent; i < n; i++)
+		cJSON_AddItemReferenceToArray(lines, cJSON_GetArrayItem(inv->logs, i));
+	json = cJSON_PrintUnformatted(lines);
+	cJSON_Delete(lines);
+	snprintf(id, sizeof(id), "%lld", (long long) inv->id);
+	snprintf(attempt, sizeof(attempt), "%d", inv->attempt);
+	snprintf(from, sizeof(from), "%d", inv->logs_sent);
+	params[0] = w->owner;
+	params[1] = inv->token;
+	params[2] = id;
+	params[3] = attempt;
+	params[4] = from;
+	params[5] = json;
+	b->w = w;
+	b->id = inv->id;
+	b->epoch = inv->epoch;
+	b->from = inv->logs_sent;
+	inv->logs_sent = n;
+	fx_db_query_prepared(&w->sdb,
+						 "SELECT fx.log_append($1, $2, $3, $4, $5, $6::jsonb)"
+						 " FROM (SELECT set_config('synchronous_commit', 'off', true)) s",
+						 6, params, logs_sent_cb, b);
+	cJSON_free(json);
+}
+
+static void
+logs_cb(uv_timer_t *t)
+{
+	fx_worker  *w = t->data;
+
+	if (w->sdb.state != FX_DB_READY)
+		return;
+	for (fx_inv *i = w->active; i; i = i->next)
+		if (i->started_ns && !i->finished && i->logs &&
+			cJSON_GetArraySize(i->logs) > i->logs_sent)
+			send_logs(w, i);
 }
 
 /* ---------------------------------------------------------------------
@@ -1044,6 +1132,7 @@ maybe_stop(fx_worker *w)
 	fx_db_close(&w->db);
 	uv_close((uv_handle_t *) &w->tick, NULL);
 	uv_close((uv_handle_t *) &w->due, NULL);
+	uv_close((uv_handle_t *) &w->logs, NULL);
 	uv_close((uv_handle_t *) &w->sigterm, NULL);
 	uv_close((uv_handle_t *) &w->sigint, NULL);
 }
@@ -1213,6 +1302,9 @@ fx_worker_run(const fx_worker_config *cfg)
 	w->tick.data = w;
 	uv_timer_init(&w->loop, &w->due);
 	w->due.data = w;
+	uv_timer_init(&w->loop, &w->logs);
+	w->logs.data = w;
+	uv_timer_start(&w->logs, logs_cb, 500, 500);
 	uv_signal_init(&w->loop, &w->sigterm);
 	w->sigterm.data = w;
 	uv_signal_start(&w->sigterm, on_signal, SIGTERM);

@@ -512,9 +512,11 @@ evict(fx_wf *wf)
 	char	   *id = fx_xasprintf("%lld", (long long) inv->id);
 	char	   *wake = ms_text(wf->wait_until);
 	char	   *child = NULL;
-	char	   *logs = inv->logs ? cJSON_PrintUnformatted(inv->logs) : NULL;
+	cJSON	   *rest = cJSON_CreateArray();	/* the lines not yet in fx.log */
+	char	   *logs;
+	char	   *seq = fx_xasprintf("%d", inv->logs_sent);
 	const char *topic = strcmp(wf->wait_kind, "recv") == 0 ? wf->wait_topic : NULL;
-	const char *params[7];
+	const char *params[8];
 
 	if (strcmp(wf->wait_kind, "call") == 0 || strcmp(wf->wait_kind, "await") == 0)
 		child = fx_xasprintf("%lld", (long long) wf->wait_child);
@@ -523,15 +525,21 @@ evict(fx_wf *wf)
 	params[2] = id;
 	params[3] = wake;
 	params[4] = topic;
+	for (int i = inv->logs_sent; i < cJSON_GetArraySize(inv->logs); i++)
+		cJSON_AddItemReferenceToArray(rest, cJSON_GetArrayItem(inv->logs, i));
+	logs = cJSON_PrintUnformatted(rest);
+	cJSON_Delete(rest);
 	params[5] = child;
 	params[6] = logs;
+	params[7] = seq;
 	wf->evicting = true;
 	wf->busy = true;
-	query(wf->wfs, "fx.evict($1, $2, $3, to_timestamp($4::float8 / 1000), $5, $6, $7::jsonb)",
-		  NULL, 7, params, evicted_cb, call_new(wf, NULL, wf->wait_step, wf->wait_kind));
+	query(wf->wfs, "fx.evict($1, $2, $3, to_timestamp($4::float8 / 1000), $5, $6, $7::jsonb,"
+		  " $8::int)", NULL, 8, params, evicted_cb, call_new(wf, NULL, wf->wait_step, wf->wait_kind));
 	free(id);
 	free(wake);
 	free(child);
+	free(seq);
 	cJSON_free(logs);
 }
 
