@@ -65,7 +65,7 @@ if make -s -C worker BUILD="$root/build/asan" \
 	export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0
 	for t in tests/integration/10_examples.sh tests/integration/20_failures.sh \
 		tests/integration/30_kill9.sh tests/integration/40_pg_restart.sh \
-		tests/integration/70_state_sql.sh tests/integration/80_workflow.sh \
+		tests/integration/65_logs.sh tests/integration/70_state_sql.sh tests/integration/80_workflow.sh \
 		tests/sandbox/10_hostile.sh; do
 		[ -f "$t" ] && FX_BIN=$root/build/asan/fx run_suite "asan-$(basename "$t" .sh)" bash "$t"
 	done
