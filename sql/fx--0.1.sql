@@ -691,6 +691,13 @@ BEGIN
 	 * their unfinished children are cancelled.  (A running one's worker kills
 	 * it at the deadline; its finish then fails it the same way.)
 	 */
+	/* Their children first, as fx.finish locks a child before its parent. */
+	PERFORM 1 FROM fx.invocation c
+	  WHERE c.parent IN (SELECT l.id FROM fx.invocation l
+						  WHERE l.status = 'queued' AND l.deadline < now())
+		AND c.status IN ('queued', 'running')
+	  ORDER BY c.id DESC
+	  FOR UPDATE;
 	FOR late IN
 		UPDATE fx.invocation i
 		   SET status = 'failed', finished_at = now(),
@@ -1143,20 +1150,32 @@ AS $$
 DECLARE
 	c fx.invocation;
 BEGIN
-	IF NOT fx.holds(owner, token, id) THEN
-		RAISE EXCEPTION 'invocation % is no longer leased to %', id, owner
-			USING ERRCODE = 'FXL01';
-	END IF;
 	SELECT * INTO c FROM fx.invocation i WHERE i.id = child AND i.parent = id;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'invocation % is not a child of workflow %', child, id
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
+	IF c.status IN ('queued', 'running') AND c.waiter IS DISTINCT FROM waiter THEN
+		/*
+		 * Its waiter changes: lock the child's row before the workflow's
+		 * (fx.holds), the order in which fx.finish locks them when the child
+		 * ends (the child, then its parent in fx.wake), so the two cannot
+		 * deadlock.  Usually the waiter is already ours and nothing is
+		 * locked: a lock would also make a claim skip the child.
+		 */
+		SELECT * INTO c FROM fx.invocation i WHERE i.id = child FOR UPDATE;
+	END IF;
+	IF NOT fx.holds(owner, token, id) THEN
+		RAISE EXCEPTION 'invocation % is no longer leased to %', id, owner
+			USING ERRCODE = 'FXL01';
+	END IF;
 	IF c.status IN ('queued', 'running') THEN
 		INSERT INTO fx.step (invocation_id, step, bucket, name, kind, child)
 		SELECT id, step, i.bucket, kind, kind, child FROM fx.invocation i WHERE i.id = id
 		ON CONFLICT ON CONSTRAINT step_pkey DO NOTHING;
-		UPDATE fx.invocation i SET waiter = waiter WHERE i.id = child;
+		IF c.waiter IS DISTINCT FROM waiter THEN
+			UPDATE fx.invocation i SET waiter = waiter WHERE i.id = child;
+		END IF;
 		RETURN;
 	END IF;
 	status := c.status::text;
