@@ -44,7 +44,8 @@ chaos: deps
 # Benchmarks (not tests): fx against graphile-worker, DBOS Transact and
 # PostgreSQL's own ceiling (bench/run.sh), then fx's sandboxes against
 # bubblewrap and runc (bench/sandbox.sh), then keyed functions and
-# co-located SQL against fx's own no-op (bench/keyed.sh); tables in
+# co-located SQL against fx's own no-op (bench/keyed.sh), then durable
+# workflows against DBOS Transact (bench/workflow.sh); tables in
 # bench/RESULTS.md.  QUICK=1: a short smoke run, written to /tmp,
 # RESULTS.md untouched.
 bench: deps
@@ -55,10 +56,12 @@ ifeq ($(QUICK),)
 	bench/run.sh
 	bash bench/sandbox.sh
 	bash bench/keyed.sh
+	bash bench/workflow.sh
 	bench/merge-results.sh
 else
 	QUICK=1 bench/run.sh
 	QUICK=1 bash bench/keyed.sh
+	QUICK=1 bash bench/workflow.sh
 endif
 
 clean:

@@ -2,9 +2,11 @@
 # bench/merge-results.sh: bench/RESULTS.md = the queue scenarios written by
 # bench/run.sh (bench/queue-results.md), then the "Sandboxes" section that
 # bench/sandbox.sh keeps in RESULTS.md, then the "Keyed functions and
-# co-located SQL" section that bench/keyed.sh keeps there.  Each kept
-# section runs from its heading to the next "## " heading; running this
-# again changes nothing.
+# co-located SQL" section that bench/keyed.sh keeps there, then the
+# "Workflows: fx and DBOS Transact" section that bench/workflow.sh writes to
+# bench/workflow-results.md (without that file, the section already in
+# RESULTS.md, if any, is kept).  Each kept section runs from its heading to
+# the next "## " heading; running this again changes nothing.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -19,9 +21,14 @@ section() {
 
 sandboxes=$(section "## Sandboxes")
 keyed=$(section "## Keyed functions and co-located SQL")
+if [ -f workflow-results.md ]; then
+	workflows=$(cat workflow-results.md)
+else
+	workflows=$(section "## Workflows: fx and DBOS Transact")
+fi
 {
 	cat queue-results.md
-	for s in "$sandboxes" "$keyed"; do
+	for s in "$sandboxes" "$keyed" "$workflows"; do
 		if [ -n "$s" ]; then
 			echo
 			printf '%s\n' "$s"

@@ -4,9 +4,11 @@
 // run, so that no workflow of an earlier run is recovered meanwhile.
 //
 //   node dbos-wf.js [--n 200] [--warmup 20] [--sleep-n 50] [--sleep-ms 100]
-//                   [--gap-ms 0] [--only wf0,event,...]
+//                   [--sleep-warmup 2] [--long-sleep-ms 0] [--gap-ms 0]
+//                   [--only wf0,event,...]
 //
-// Measures (each --n samples after --warmup unmeasured ones; sleep --sleep-n):
+// Measures (each --n samples after --warmup unmeasured ones; the sleeps
+// --sleep-n after --sleep-warmup, at most 2 by default):
 //
 //   wf0, wf0-direct          a workflow with no step: DBOS.startWorkflow(wf)()
 //                            then handle.getResult(); "-direct" is await wf()
@@ -20,6 +22,9 @@
 //                            DBOS.getEvent already waiting here resolves
 //   sleep                    DBOS.sleep(--sleep-ms) inside a workflow: time
 //                            asleep, measured in the workflow, minus the request
+//   sleep-long               the same with --long-sleep-ms (only when given,
+//                            and not 0: fx's sleep that outlives the worker's
+//                            wait grace, bench/workflow.sh)
 //
 // One JSON line per measure on stdout, as each finishes:
 //   {"measure": "wf0", "n": 200, "mean_ms": .., "p50_ms": .., "p99_ms": ..}
@@ -44,7 +49,7 @@ const DB = process.env.DBOS_DB || 'dbos_wf';
 const APP_VERSION = 'fx-bench-wf';
 const STEPS = 10;
 const WAIT_S = 60;	// recv/getEvent timeout: a lost wake-up fails the run instead of hanging it
-const MEASURES = ['wf0', 'wf0-direct', 'wf10', 'wf10-direct', 'wf10-child', 'send-recv', 'event', 'sleep'];
+const MEASURES = ['wf0', 'wf0-direct', 'wf10', 'wf10-direct', 'wf10-child', 'send-recv', 'event', 'sleep', 'sleep-long'];
 
 // --- workflows -----------------------------------------------------------
 
@@ -175,8 +180,11 @@ async function run(a) {
   const warmup = a.warmup !== undefined ? a.warmup : 20;
   const sleepN = a['sleep-n'] || 50;
   const sleepMs = a['sleep-ms'] || 100;
+  const longMs = a['long-sleep-ms'] || 0;
+  const sleepWarmup = a['sleep-warmup'] !== undefined ? a['sleep-warmup'] : Math.min(warmup, 2);
   const gapMs = a['gap-ms'] || 0;
-  const only = a.only ? String(a.only).split(',') : MEASURES;
+  const only = a.only ? String(a.only).split(',') : MEASURES.filter((m) => m !== 'sleep-long' || longMs);
+  if (only.includes('sleep-long') && !longMs) throw new Error('sleep-long needs --long-sleep-ms');
   for (const m of only) if (!MEASURES.includes(m)) throw new Error(`unknown measure ${m}: ${MEASURES.join(', ')}`);
 
   const config = {
@@ -200,10 +208,13 @@ async function run(a) {
     'send-recv': sendRecv,
     event,
     sleep: () => sleepOvershoot(sleepMs),
+    'sleep-long': () => sleepOvershoot(longMs),
   };
   for (const m of MEASURES) {
     if (!only.includes(m) || stopping) continue;
-    const { s, last } = await measure(m, m === 'sleep' ? sleepN : n, warmup, gapMs, sampleOf[m]);
+    const isSleep = m.startsWith('sleep');
+    const { s, last } = await measure(m, isSleep ? sleepN : n, isSleep ? sleepWarmup : warmup,
+      isSleep ? 0 : gapMs, sampleOf[m]);
     if (stopping) break;
     res[m] = line(m, s);
     if (last && last.id) process.stderr.write(`  recorded for one ${m} workflow: ${await recorded(client, last.id)}\n`);
