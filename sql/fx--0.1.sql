@@ -1044,20 +1044,29 @@ LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_variable
+DECLARE
+	held boolean;
 BEGIN
-	IF NOT fx.holds(owner, token, id) THEN
-		RETURN false;
-	END IF;
-	INSERT INTO fx.step AS s (invocation_id, step, bucket, name, kind, done, output,
-							  error, detail, started_at, finished_at)
-	SELECT id, step, i.bucket, name, kind, true, output, error, detail,
-		   coalesce(started, clock_timestamp()), clock_timestamp()
-	  FROM fx.invocation i WHERE i.id = id
-	ON CONFLICT ON CONSTRAINT step_pkey DO UPDATE
-	   SET done = true, output = EXCLUDED.output, error = EXCLUDED.error,
-		   detail = EXCLUDED.detail, finished_at = EXCLUDED.finished_at
-	 WHERE NOT s.done;
-	RETURN true;
+	/* One statement (the hot path of every inline step): fx.holds, then record. */
+	WITH lease AS (
+		SELECT i.id, i.bucket FROM fx.invocation i
+		 WHERE i.id = id AND i.lease_owner = owner AND i.lease_token = token
+		   AND i.status = 'running'
+		   FOR UPDATE
+	), rec AS (
+		INSERT INTO fx.step AS s (invocation_id, step, bucket, name, kind, done, output,
+								  error, detail, started_at, finished_at)
+		SELECT l.id, step, l.bucket, name, kind, true, output, error, detail,
+			   coalesce(started, clock_timestamp()), clock_timestamp()
+		  FROM lease l
+		ON CONFLICT ON CONSTRAINT step_pkey DO UPDATE
+		   SET done = true, output = EXCLUDED.output, error = EXCLUDED.error,
+			   detail = EXCLUDED.detail, finished_at = EXCLUDED.finished_at
+		 WHERE NOT s.done
+		RETURNING 1
+	)
+	SELECT EXISTS (SELECT 1 FROM lease) INTO held;
+	RETURN held;
 END
 $$;
 
