@@ -1504,6 +1504,458 @@ BEGIN
 END
 $$;
 
+/* ---------------------------------------------------------------------
+ * Schedules: run a function on a cron spec or an @every interval
+ * (extension/fx_cron.c parses the specs).  Workers enqueue the ticks on
+ * their own tick (fx.fire_schedules), each tick once however many workers
+ * run, with the idempotency key fx-schedule-<name>-<tick in Unix seconds>.
+ * --------------------------------------------------------------------- */
+
+/* The first tick of spec strictly after `after` (UTC). */
+CREATE FUNCTION fx.cron_next(spec text, after timestamptz) RETURNS timestamptz
+AS 'MODULE_PATHNAME', 'fx_cron_next'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+/* The last tick of spec at or before `at`: cron_prev(s, t) <= t < cron_next(s, t). */
+CREATE FUNCTION fx.cron_prev(spec text, at timestamptz) RETURNS timestamptz
+AS 'MODULE_PATHNAME', 'fx_cron_prev'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+CREATE TABLE fx.schedule (
+	name			text PRIMARY KEY CHECK (name <> ''),
+	cron			text NOT NULL CHECK (fx.cron_next(cron, '2000-01-01 00:00+00') IS NOT NULL),	/* valid, and fires */
+	fn				text NOT NULL,		/* name, name:version or name:alias */
+	args			jsonb NOT NULL,
+	next_at			timestamptz NOT NULL,	/* the first tick not yet enqueued */
+	last_at			timestamptz,		/* the latest tick enqueued ... */
+	last_invocation	bigint,				/* ... and its invocation */
+	last_error		text,				/* why the latest due tick enqueued nothing */
+	created_at		timestamptz NOT NULL DEFAULT now(),
+	owner			name NOT NULL DEFAULT current_user
+);
+
+/* What every worker tick reads: nothing else when nothing is due. */
+CREATE INDEX schedule_next ON fx.schedule (next_at);
+
+/* A tick's idempotency key: one invocation per (schedule, tick). */
+CREATE FUNCTION fx.schedule_key(name text, tick timestamptz) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT
+AS $$ SELECT 'fx-schedule-' || $1 || '-' || extract(epoch FROM $2)::bigint $$;
+
+/*
+ * Withdraw the ticks of schedule `name` that were enqueued ahead and have
+ * not come yet (and so never started): unscheduling stops at once, and a
+ * replaced schedule's next ticks run as it now says.  Their keys become
+ * free again.
+ */
+CREATE FUNCTION fx.schedule_withdraw(name text) RETURNS int
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	WITH gone AS (
+		DELETE FROM fx.invocation i
+		 WHERE i.status = 'queued' AND NOT i.blocked AND i.not_before > now()
+		   AND i.attempts = 0
+		   AND starts_with(i.idempotency_key, 'fx-schedule-' || $1 || '-')
+		   AND substr(i.idempotency_key, length($1) + 14) ~ '^[0-9]+$'
+		RETURNING 1
+	)
+	SELECT count(*)::int FROM gone
+$$;
+
+/*
+ * Schedule fn with args on spec, under name; a schedule of that name is
+ * replaced.  Returns its next tick.
+ */
+CREATE FUNCTION fx_schedule(name text, cron text, fn text, args jsonb DEFAULT '{}')
+RETURNS timestamptz
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	base text := split_part(fn, ':', 1);
+	qual text := nullif(substr(fn, length(split_part(fn, ':', 1)) + 2), '');
+	fn_owner name;
+	first timestamptz;
+	old fx.schedule;
+BEGIN
+	IF name IS NULL OR cron IS NULL OR fn IS NULL OR args IS NULL THEN
+		RAISE EXCEPTION 'fx_schedule needs a name, a cron spec, a function and args'
+			USING ERRCODE = 'null_value_not_allowed',
+				  HINT = 'Pass ''{}'' or ''null''::jsonb for no arguments.';
+	END IF;
+	IF name = '' THEN
+		RAISE EXCEPTION 'schedule name must not be empty'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	first := fx.cron_next(cron, now());		/* raises if the spec is invalid */
+	IF base = '' OR (qual IS NULL AND fn LIKE '%:') THEN
+		RAISE EXCEPTION 'invalid function reference "%"', fn
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Use "name", "name:version" or "name:alias".';
+	END IF;
+	SELECT f.owner INTO fn_owner FROM fx.function f WHERE f.name = base;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'function "%" is not deployed', base
+			USING ERRCODE = 'undefined_object',
+				  HINT = format('Deploy it with fx_deploy() or "fx deploy %s DIR".', base);
+	END IF;
+	IF fn_owner <> current_user AND NOT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
+		RAISE EXCEPTION 'must be owner of function "%"', base
+			USING ERRCODE = 'insufficient_privilege',
+				  DETAIL = format('Function "%s" belongs to role "%s".', base, fn_owner);
+	END IF;
+	IF qual ~ '^[0-9]+$' THEN
+		IF NOT EXISTS (SELECT 1 FROM fx.version v
+					   WHERE v.fn = base AND v.version::text = ltrim(qual, '0')) THEN
+			RAISE EXCEPTION 'function "%" has no version %', base, qual
+				USING ERRCODE = 'undefined_object',
+					  HINT = format('SELECT * FROM fx.version_list WHERE fn = %L lists its versions.', base);
+		END IF;
+	ELSIF NOT EXISTS (SELECT 1 FROM fx.alias a
+					  WHERE a.fn = base AND a.alias = coalesce(qual, 'live')) THEN
+		RAISE EXCEPTION 'function "%" has no alias "%"', base, coalesce(qual, 'live')
+			USING ERRCODE = 'undefined_object',
+				  HINT = 'Point one at a version with fx_alias().';
+	END IF;
+	/*
+	 * A schedule being replaced: its ticks enqueued ahead go, and its last
+	 * tick is the latest one that came.
+	 */
+	SELECT * INTO old FROM fx.schedule s WHERE s.name = fx_schedule.name FOR UPDATE;
+	IF FOUND THEN
+		PERFORM fx.schedule_withdraw(fx_schedule.name);
+		IF old.last_at > now() THEN
+			old.last_at := fx.cron_prev(old.cron, now());
+			SELECT i.id INTO old.last_invocation FROM fx.invocation i
+			 WHERE i.fn = split_part(old.fn, ':', 1)
+			   AND i.idempotency_key = fx.schedule_key(old.name, old.last_at);
+			IF NOT FOUND THEN
+				old.last_at := NULL;
+			END IF;
+		END IF;
+	END IF;
+	INSERT INTO fx.schedule AS s (name, cron, fn, args, next_at)
+		VALUES (fx_schedule.name, fx_schedule.cron, fx_schedule.fn, fx_schedule.args, first)
+		ON CONFLICT ON CONSTRAINT schedule_pkey DO UPDATE
+		SET cron = EXCLUDED.cron, fn = EXCLUDED.fn, args = EXCLUDED.args,
+			next_at = EXCLUDED.next_at, owner = EXCLUDED.owner, last_error = NULL,
+			last_at = old.last_at, last_invocation = old.last_invocation;
+	RETURN first;
+END
+$$;
+
+/* Remove a schedule and its ticks enqueued ahead; whether there was one. */
+CREATE FUNCTION fx_unschedule(name text) RETURNS boolean
+LANGUAGE plpgsql VOLATILE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	DELETE FROM fx.schedule s WHERE s.name = fx_unschedule.name;
+	IF NOT FOUND THEN
+		RETURN false;
+	END IF;
+	PERFORM fx.schedule_withdraw(fx_unschedule.name);
+	RETURN true;
+END
+$$;
+
+/*
+ * Enqueue the due ticks of every schedule, and the ticks of the next
+ * `horizon` delayed to their time, so that they start on time however long
+ * a worker's tick is (workers pass twice their --poll-ms).  Each tick is
+ * enqueued once: the schedule's row is locked (SKIP LOCKED: one that
+ * another worker is firing is passed over) and its next_at moves past the
+ * tick in the same transaction, and the tick's idempotency key would
+ * return the same invocation again anyway.
+ *
+ * Missed ticks: ticks that came while no worker ran (next_at has passed)
+ * are not all run: only the latest of them runs, once, as soon as a worker
+ * is back, and next_at moves to the first tick after now (pg_cron does not
+ * catch up either; systemd's Persistent=true timers likewise run once).
+ *
+ * A tick that cannot be enqueued (the function's alias was removed, args
+ * are over fx.max_payload_size) is skipped, with a warning and the error
+ * in last_error.  Workers call this on every tick, in the statement that
+ * reaps: when nothing is due it is one index scan and writes nothing.
+ * Returns how many invocations it enqueued.
+ */
+CREATE FUNCTION fx.fire_schedules(horizon interval DEFAULT '0') RETURNS int
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	upto timestamptz := now() + least(greatest(coalesce(horizon, '0'), '0'), '1 hour');
+	s fx.schedule;
+	tick timestamptz;
+	k text;
+	fired int;
+	added int;
+	n int := 0;
+	err text;
+BEGIN
+	FOR s IN SELECT * FROM fx.schedule sc WHERE sc.next_at <= upto
+			  ORDER BY sc.next_at FOR UPDATE SKIP LOCKED
+	LOOP
+		BEGIN
+			tick := s.next_at;
+			IF tick <= now() THEN
+				/* the latest tick that has come; none since next_at: the next one */
+				tick := fx.cron_prev(s.cron, now());
+				IF tick < s.next_at THEN
+					tick := fx.cron_next(s.cron, now());
+				END IF;
+			END IF;
+			fired := 0;
+			added := 0;
+			/* at most 1000 at a time: the rest follow on the next call */
+			WHILE tick <= upto AND fired < 1000 LOOP
+				k := fx.schedule_key(s.name, tick);
+				IF NOT EXISTS (SELECT 1 FROM fx.invocation i
+							   WHERE i.fn = split_part(s.fn, ':', 1) AND i.idempotency_key = k) THEN
+					added := added + 1;
+				END IF;
+				s.last_invocation := @extschema@.fx_invoke(s.fn, s.args,
+						delay => greatest(tick - now(), interval '0'), idempotency_key => k);
+				s.last_at := tick;
+				fired := fired + 1;
+				tick := fx.cron_next(s.cron, tick);
+			END LOOP;
+			UPDATE fx.schedule sc
+			   SET next_at = tick, last_at = s.last_at, last_invocation = s.last_invocation,
+				   last_error = NULL
+			 WHERE sc.name = s.name;
+			n := n + added;
+		EXCEPTION WHEN OTHERS THEN
+			GET STACKED DIAGNOSTICS err = MESSAGE_TEXT;
+			UPDATE fx.schedule sc
+			   SET next_at = fx.cron_next(s.cron, greatest(upto, s.next_at)), last_error = err
+			 WHERE sc.name = s.name;
+			RAISE WARNING 'schedule "%" skipped a tick: %', s.name, err;
+		END;
+	END LOOP;
+	RETURN n;
+END
+$$;
+
+/*
+ * The schedules, with the next tick to run (next_at; in the past: due,
+ * waiting for a worker) and the latest tick enqueued (last_at, which may be
+ * a tick shortly ahead, its invocation queued until then).
+ */
+CREATE VIEW fx.schedules AS
+	SELECT s.name, s.cron, s.fn, s.args,
+		   CASE WHEN s.last_at > now() THEN fx.cron_next(s.cron, now()) ELSE s.next_at END
+			   AS next_at,
+		   s.last_at, s.last_invocation, i.status AS last_status, s.last_error,
+		   s.owner, s.created_at
+	  FROM fx.schedule s LEFT JOIN fx.invocation i ON i.id = s.last_invocation;
+
+/* ---------------------------------------------------------------------
+ * HTTP tokens and metrics (fx worker --http; worker/fx_http.c).
+ *
+ * Every request to /fn/NAME and /invocations/ID carries a bearer token
+ * made by fx_token_create().  Only the SHA-256 of its secret is stored, so
+ * the secret is shown once.  A token may invoke every function (functions
+ * NULL) or the ones it names, and only functions its owner may invoke
+ * (fx_invoke's rule).  The worker calls the fx.http_* functions on a
+ * session of its own, as its own role.
+ * --------------------------------------------------------------------- */
+
+CREATE TABLE fx.token (
+	name		text PRIMARY KEY CHECK (name <> ''),
+	hash		text NOT NULL UNIQUE,	/* sha256 of the secret, hex */
+	functions	text[],					/* NULL: every function */
+	created_at	timestamptz NOT NULL DEFAULT now(),
+	owner		name NOT NULL DEFAULT current_user
+);
+
+/*
+ * The stored form of a secret.  fx_token_create inlines it: EXECUTE on
+ * fx.* is revoked from PUBLIC, and fx_token_create may be granted.
+ */
+CREATE FUNCTION fx.token_hash(secret text) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT
+AS $$ SELECT pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to(secret, 'UTF8')), 'hex') $$;
+
+/* A new token; returns its secret, which is kept nowhere. */
+CREATE FUNCTION fx_token_create(name text, functions text[] DEFAULT NULL)
+RETURNS text
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	secret text := 'fx_' || replace(gen_random_uuid()::text || gen_random_uuid()::text, '-', '');
+BEGIN
+	IF name IS NULL OR name = '' THEN
+		RAISE EXCEPTION 'token name must not be empty'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF cardinality(functions) = 0 OR array_position(functions, NULL) IS NOT NULL THEN
+		RAISE EXCEPTION 'functions must name at least one function, and no nulls'
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Pass NULL to let the token invoke every function.';
+	END IF;
+	IF EXISTS (SELECT 1 FROM fx.token t WHERE t.name = fx_token_create.name) THEN
+		RAISE EXCEPTION 'token "%" already exists', name
+			USING ERRCODE = 'duplicate_object',
+				  HINT = 'Revoke it first with fx_token_revoke(), or choose another name.';
+	END IF;
+	INSERT INTO fx.token (name, hash, functions)
+	VALUES (fx_token_create.name, encode(sha256(convert_to(secret, 'UTF8')), 'hex'),
+			fx_token_create.functions);
+	RETURN secret;
+END
+$$;
+
+/* Delete a token; false if there was none of that name. */
+CREATE FUNCTION fx_token_revoke(name text) RETURNS boolean
+LANGUAGE sql VOLATILE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+	WITH gone AS (DELETE FROM fx.token t WHERE t.name = fx_token_revoke.name RETURNING 1)
+	SELECT count(*) > 0 FROM gone
+$$;
+
+/*
+ * May the token whose secret this is invoke fn ("name", "name:version" or
+ * "name:alias")?  'ok', 'unknown' (no such token, or its owner is gone) or
+ * 'forbidden'.
+ */
+CREATE FUNCTION fx.token_allows(secret text, fn text) RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	t fx.token;
+	base text := split_part(fn, ':', 1);
+BEGIN
+	SELECT * INTO t FROM fx.token k WHERE k.hash = fx.token_hash(secret);
+	IF NOT FOUND OR NOT EXISTS (SELECT 1 FROM pg_roles r WHERE r.rolname = t.owner) THEN
+		RETURN 'unknown';
+	END IF;
+	IF t.functions IS NOT NULL AND NOT (fn = ANY (t.functions) OR base = ANY (t.functions)) THEN
+		RETURN 'forbidden';
+	END IF;
+	IF EXISTS (SELECT 1 FROM fx.function f
+				WHERE f.name = base AND NOT pg_has_role(t.owner, f.owner, 'USAGE')) THEN
+		RETURN 'forbidden';
+	END IF;
+	RETURN 'ok';
+END
+$$;
+
+/*
+ * POST /fn/NAME: check the token, then enqueue as fx_invoke does.  sync
+ * marks the invocation as waited for by this session, as fx_call's are:
+ * one attempt, and its end notified on fx_done_<this backend's pid>.
+ * Errors the worker maps to HTTP: 28000 no such token (401), 42501 not
+ * allowed (403), 42704 no such function (404), class 22 bad args (400),
+ * 54000 args too large (413).
+ */
+CREATE FUNCTION fx.http_invoke(secret text, fn text, args text, key text, sync boolean)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	verdict text := fx.token_allows(secret, fn);
+BEGIN
+	IF verdict = 'unknown' THEN
+		RAISE EXCEPTION 'invalid token' USING ERRCODE = 'invalid_authorization_specification';
+	ELSIF verdict = 'forbidden' THEN
+		RAISE EXCEPTION 'this token may not invoke function "%"', fn
+			USING ERRCODE = 'insufficient_privilege';
+	END IF;
+	PERFORM set_config('fx.sync_waiter', CASE WHEN sync THEN 'on' ELSE 'off' END, true);
+	IF sync THEN
+		/* as fx_call: the completion, which the caller waits for, is durable */
+		PERFORM set_config('synchronous_commit', 'off', true);
+	END IF;
+	RETURN @extschema@.fx_invoke(fn, args::jsonb, key => key);
+END
+$$;
+
+/* A waited-for invocation's end; cancel: fx_cancel it first (timed out). */
+CREATE FUNCTION fx.http_outcome(id bigint, cancel boolean DEFAULT false)
+RETURNS TABLE (fn text, status text, result text, error text, detail text)
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF cancel THEN
+		PERFORM @extschema@.fx_cancel(http_outcome.id);
+	END IF;
+	RETURN QUERY SELECT i.fn, i.status::text, i.result::text, i.error, i.error_detail
+				   FROM fx.invocation i WHERE i.id = http_outcome.id;
+END
+$$;
+
+/* GET /invocations/ID, with the token's rights on the invocation's function. */
+CREATE FUNCTION fx.http_invocation(secret text, id bigint) RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	i fx.invocation;
+	verdict text;
+BEGIN
+	SELECT * INTO i FROM fx.invocation v WHERE v.id = http_invocation.id;
+	verdict := fx.token_allows(secret, coalesce(i.fn, ''));
+	IF verdict = 'unknown' THEN
+		RAISE EXCEPTION 'invalid token' USING ERRCODE = 'invalid_authorization_specification';
+	ELSIF i.id IS NULL THEN
+		RAISE EXCEPTION 'invocation % does not exist', id USING ERRCODE = 'undefined_object';
+	ELSIF verdict = 'forbidden' THEN
+		RAISE EXCEPTION 'this token may not see invocations of function "%"', i.fn
+			USING ERRCODE = 'insufficient_privilege';
+	END IF;
+	RETURN jsonb_build_object('id', i.id, 'fn', i.fn, 'status', i.status,
+							  'result', i.result, 'error', i.error, 'detail', i.error_detail,
+							  'created_at', i.created_at, 'finished_at', i.finished_at);
+END
+$$;
+
+/*
+ * After the worker's HTTP session reconnected (a new backend pid): the
+ * unfinished of ids notify this session from now on; returns the others
+ * (ended meanwhile, or gone), whose end the worker reads itself.
+ */
+CREATE FUNCTION fx.http_rewait(ids bigint[]) RETURNS SETOF bigint
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	WITH moved AS (
+		UPDATE fx.invocation i SET waiter = pg_backend_pid()
+		 WHERE i.id = ANY (ids) AND i.status IN ('queued', 'running')
+		RETURNING i.id)
+	SELECT x.id FROM unnest(ids) AS x(id) WHERE x.id NOT IN (SELECT m.id FROM moved m)
+$$;
+
+/* The largest request body the worker accepts: fx.max_payload_size. */
+CREATE FUNCTION fx.http_max_body() RETURNS bigint
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM fx.max_state_size();	/* loads the module, which defines the setting */
+	RETURN pg_size_bytes(current_setting('fx.max_payload_size'));
+END
+$$;
+
+/* Queued invocations (runnable, delayed or behind their key): fx_queue_depth. */
+CREATE FUNCTION fx.queue_depth() RETURNS bigint
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT (SELECT count(*) FROM fx.invocation i WHERE i.status = 'queued' AND NOT i.blocked)
+		 + (SELECT count(*) FROM fx.invocation i WHERE i.blocked AND i.status = 'queued')
+$$;
+
+/* Tokens let anyone holding one act as the worker's role: administrators only. */
+REVOKE EXECUTE ON FUNCTION fx_token_create(text, text[]) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION fx_token_revoke(text) FROM PUBLIC;
+
 /*
  * Privileges.  Workers and administrators use the functions of schema fx;
  * a function's role only ever calls fx.assert_sql_role, fx.finish_tx and

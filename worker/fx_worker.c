@@ -32,6 +32,7 @@
 
 #include "fx_bundle.h"
 #include "fx_db.h"
+#include "fx_http.h"
 #include "fx_log.h"
 #include "fx_request.h"
 #include "fx_sandbox.h"
@@ -61,6 +62,7 @@ typedef struct fx_worker
 	fx_db		sdb;			/* state reads, not queued behind db's cycles */
 	fx_requests requests;
 	fx_workflows workflows;
+	fx_http    *http;			/* --http server, or NULL */
 	int			committing;		/* completions in their own transaction */
 	uv_timer_t	tick;
 	uv_timer_t	due;
@@ -421,6 +423,8 @@ attempt_done(fx_inv *inv)
 		free(inv->detail);
 		inv->detail = NULL;
 	}
+	if (w->http)
+		fx_http_observe(w->http, inv);	/* metrics */
 	if (inv->ok)
 		fx_log(FX_LOG_DEBUG, inv->id, "succeeded in %.1f ms", inv->wall_ms);
 	else
@@ -1070,6 +1074,20 @@ reaped_cb(fx_db *db, PGresult *res, void *arg)
 	}
 }
 
+/*
+ * The tick's statement reaps and fires the schedules due (fx.reap(),
+ * fx.fire_schedules()): one statement, one transaction, so schedules add
+ * nothing to an idle worker's load on the database.
+ */
+static void
+reaped_fired_cb(fx_db *db, PGresult *res, void *arg)
+{
+	if (res && PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
+		atoi(PQgetvalue(res, 0, 1)) > 0)
+		fx_debug("enqueued %s scheduled invocation(s)", PQgetvalue(res, 0, 1));
+	reaped_cb(db, res, arg);
+}
+
 static void
 tick_cb(uv_timer_t *t)
 {
@@ -1081,8 +1099,14 @@ tick_cb(uv_timer_t *t)
 		return;
 	if (!w->reaping)
 	{
+		/* schedules' ticks up to two ticks ahead, so that they start on time */
+		char		horizon[32];
+		const char *params[1] = {horizon};
+
+		snprintf(horizon, sizeof(horizon), "%d milliseconds", 2 * w->cfg.poll_ms);
 		w->reaping = true;
-		fx_db_query_params(&w->db, "SELECT fx.reap()", 0, NULL, reaped_cb, NULL);
+		fx_db_query_params(&w->db, "SELECT fx.reap(), fx.fire_schedules($1)", 1, params,
+						   reaped_fired_cb, NULL);
 	}
 	w->cursor = false;			/* retries and delayed ones behind it */
 	if (++w->ticks % w->cfg.claim_every == 0)
@@ -1124,6 +1148,9 @@ maybe_stop(fx_worker *w)
 	free_list(w->done);
 	w->done = NULL;
 	fx_info("worker %s stopped", w->owner);
+	if (w->http)
+		fx_http_stop(w->http);
+	w->http = NULL;
 	fx_exec_shutdown(&w->ex);
 	fx_txn_pool_shutdown(&w->txns);
 	fx_db_close(&w->sdb);
@@ -1182,6 +1209,8 @@ on_signal(uv_signal_t *h, int signum)
 		fx_info("received %s: finishing %d running invocation(s), then stopping",
 				strsignal(signum), w->nactive);
 		w->draining = true;
+		if (w->http)
+			fx_http_drain(w->http);	/* no new connections */
 		uv_timer_stop(&w->due);
 		maybe_stop(w);
 		return;
@@ -1228,6 +1257,41 @@ make_owner(char *buf, size_t len)
 	host[16] = '\0';
 	r = (unsigned) (fx_mono_ns() ^ (uint64_t) getpid() << 16);
 	snprintf(buf, len, "fx-%s-%d-%04x", host, (int) getpid(), r & 0xffff);
+}
+
+/* What fx_http reports on each /metrics scrape. */
+static void
+http_gauges(void *arg, fx_http_gauges *g)
+{
+	fx_worker  *w = arg;
+
+	g->running = w->nrunning;
+	g->claimed = w->nactive;
+	g->warm = w->ex.nsessions;
+}
+
+/* --http ADDR; false if it cannot listen there (the worker then stops). */
+static bool
+start_http(fx_worker *w)
+{
+	char		name[96];
+	char	   *why = NULL;
+	fx_http_config hc;
+
+	snprintf(name, sizeof(name), "http/%s", w->owner);
+	hc.addr = w->cfg.http_addr;
+	hc.conninfo = w->cfg.conninfo;
+	hc.appname = name;
+	hc.gauges = http_gauges;
+	hc.arg = w;
+	w->http = fx_http_start(&w->loop, &hc, &why);
+	if (w->http)
+		return true;
+	fx_err("%s", why);
+	free(why);
+	w->exit_code = 1;
+	w->draining = true;
+	return false;
 }
 
 int
@@ -1316,6 +1380,8 @@ fx_worker_run(const fx_worker_config *cfg)
 	fx_info("worker %s starting: concurrency %d, bundle cache %s, %s", w->owner,
 			cfg->concurrency, cfg->cache_dir,
 			cfg->exec.sandbox ? "sandboxed" : "not sandboxed");
+	if (cfg->http_addr && !start_http(w))
+		maybe_stop(w);			/* closes everything: uv_run returns */
 	fx_db_start(&w->db);
 	fx_db_start(&w->sdb);
 	uv_run(&w->loop, UV_RUN_DEFAULT);

@@ -20,6 +20,7 @@ typedef struct fx_worker_config
 	int			backoff_ms;		/* first retry delay, doubled per attempt */
 	const char *stage_dir;		/* where sandboxes build their roots */
 	int			prewarm;		/* sandboxes kept ready */
+	const char *http_addr;		/* --http: serve function URLs (NULL: off) */
 	fx_exec_config exec;
 } fx_worker_config;
 

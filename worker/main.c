@@ -41,6 +41,7 @@ static const char worker_usage[] =
 "                 [--max-log-bytes N] [--log-level debug|info|warning|error]\n"
 "                 [--prewarm N] [--stage DIR] [--no-sandbox]\n"
 "                 [--prefetch N] [--batch N] [--lease-slack-ms N] [--wait-grace-ms N]\n"
+"                 [--http ADDR]\n"
 "Claims queued invocations and runs them until SIGTERM (drain) or a second\n"
 "SIGTERM/SIGINT (give back running invocations and exit).  Functions run in\n"
 "sandboxes the worker builds (namespaces, cgroups, seccomp); --prewarm keeps N\n"
@@ -52,7 +53,10 @@ static const char worker_usage[] =
 "the database about 0.7 statements a second.  A lease lasts the function's\n"
 "timeout plus --lease-slack-ms (30000); then another worker may take over.\n"
 "A workflow step that waits (sleep, recv, a child) keeps its sandbox for at\n"
-"most --wait-grace-ms (1000); then the workflow is queued to replay later.\n";
+"most --wait-grace-ms (1000); then the workflow is queued to replay later.\n"
+"--http ADDR (127.0.0.1:8080, :8080 for all addresses, [::1]:8080) serves\n"
+"POST /fn/NAME, GET /invocations/ID (bearer tokens from fx_token_create) and\n"
+"GET /metrics (Prometheus).\n";
 
 static char *
 default_cache(void)
@@ -95,7 +99,8 @@ cmd_worker(int argc, char **argv)
 		{"stage", required_argument, NULL, 'S'}, {"prefetch", required_argument, NULL, 'F'},
 		{"batch", required_argument, NULL, 'B'},
 		{"lease-slack-ms", required_argument, NULL, 'E'},
-		{"wait-grace-ms", required_argument, NULL, 'G'}, {0}
+		{"wait-grace-ms", required_argument, NULL, 'G'},
+		{"http", required_argument, NULL, 'H'}, {0}
 	};
 	fx_worker_config cfg;
 	char	   *stage = NULL;
@@ -193,6 +198,9 @@ cmd_worker(int argc, char **argv)
 				break;
 			case 'B':
 				cfg.batch = positive("--batch", optarg);
+				break;
+			case 'H':
+				cfg.http_addr = optarg;
 				break;
 			case 'S':
 				free(stage);
