@@ -49,9 +49,12 @@ check_eq "each of them has exactly one invocation" "$ticks" \
 check_eq "no idempotency key twice, no tick twice" t \
 	"$(q "SELECT count(*) = count(DISTINCT idempotency_key) AND count(*) = count(DISTINCT not_before)
 	        FROM fx.invocation WHERE idempotency_key LIKE 'fx-schedule-every-%'")"
-check_eq "each started at its tick (not_before = the key's time)" 0 \
+# A tick enqueued ahead waits for its time; one enqueued late (a slow
+# worker) is due at once: never before its tick, and not long after.
+check_eq "each was due at its tick (not_before from the key's time to 1 s after)" 0 \
 	"$(q "SELECT count(*) FROM fx.invocation WHERE idempotency_key LIKE 'fx-schedule-every-%'
-	        AND not_before <> to_timestamp(substr(idempotency_key, 19)::bigint)")"
+	        AND (not_before < to_timestamp(substr(idempotency_key, 19)::bigint)
+	             OR not_before > to_timestamp(substr(idempotency_key, 19)::bigint) + interval '1 s')")"
 wait_for "the ticks that came have succeeded" 10 ran every "$ticks"
 late=$(q "SELECT round(max(extract(epoch FROM started_at - not_before)) * 1000)
             FROM fx.invocation WHERE idempotency_key LIKE 'fx-schedule-every-%' AND started_at IS NOT NULL")
