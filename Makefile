@@ -5,6 +5,7 @@
 #   make run      install what is missing, build, install, start the embedded
 #                 default (fx up), deploy the examples and invoke them
 #   make check    install what is missing, build, install, run every suite
+#   make fuzz     run the libFuzzer targets, FUZZ_SECONDS each (default 600)
 #   make bench    measure fx against its peers (QUICK=1: a smoke run)
 PG_CONFIG ?= pg_config
 PREFIX ?= /usr/local
@@ -41,6 +42,12 @@ chaos: deps
 	$(MAKE) install
 	KILLS=$(KILLS) bash tests/chaos/run.sh
 
+# libFuzzer targets (fuzz/README.md), FUZZ_SECONDS each (make check runs
+# them for 20 s); FUZZ_SAVE=1 merges new coverage into fuzz/corpus/.
+FUZZ_SECONDS ?= 600
+fuzz: deps
+	$(MAKE) -C fuzz run FUZZ_SECONDS=$(FUZZ_SECONDS)
+
 # Benchmarks (not tests): fx against graphile-worker, DBOS Transact and
 # PostgreSQL's own ceiling (bench/run.sh), then fx's sandboxes against
 # bubblewrap and runc (bench/sandbox.sh), then keyed functions and
@@ -70,4 +77,4 @@ clean:
 	$(MAKE) -C examples/hello-c clean
 	rm -rf build
 
-.PHONY: all deps deps-check install run check chaos bench clean
+.PHONY: all deps deps-check install run check chaos fuzz bench clean

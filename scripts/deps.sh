@@ -8,6 +8,7 @@ packages=(
 	postgresql-15 postgresql-client-15 postgresql-server-dev-15 libpq-dev
 	libuv1-dev libcjson-dev libarchive-dev libseccomp-dev libhttp-parser-dev
 	clang python3 valgrind procps slirp4netns iproute2 util-linux curl
+	chromium
 )
 
 missing=()

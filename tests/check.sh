@@ -11,7 +11,7 @@
 # the hostile functions against the sandbox (tests/sandbox/*.sh), then
 # memory-checker passes: integration and sandbox tests against the worker
 # built with AddressSanitizer and UndefinedBehaviorSanitizer, and under
-# valgrind.
+# valgrind; last a short run of the fuzz targets (fuzz/run.sh).
 set -u
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -85,6 +85,8 @@ done
 FX_WORKER_WRAPPER="valgrind -q --leak-check=full --errors-for-leak-kinds=definite --error-exitcode=99" \
 	run_suite valgrind-chaos env KILLS=6 KILL_GAP_MS=3000 bash tests/chaos/run.sh
 VALGRIND=1 run_suite valgrind-sql bash tests/sql-suites.sh
+# The libFuzzer targets, 20 s each (make fuzz runs them longer).
+run_suite fuzz env FUZZ_SECONDS=20 bash fuzz/run.sh
 
 echo
 echo "$passed passed, $failed failed"

@@ -13,6 +13,7 @@
  * room when the pool is full.
  */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -401,6 +402,21 @@ simple_closed(fx_proc *p)
 }
 
 /* Decide the outcome of a simple-mode attempt from how its process ended. */
+cJSON *
+fx_exec_result(const char *out, size_t len)
+{
+	cJSON	   *parsed;
+	cJSON	   *result;
+
+	if (len == 0 || strspn(out, " \t\r\n") == len)
+		return cJSON_CreateNull();
+	/* Checked by cJSON, kept as written (see fx_json.h). */
+	parsed = cJSON_ParseWithLength(out, len);
+	result = parsed ? fx_json_raw(out, len) : NULL;
+	cJSON_Delete(parsed);
+	return result;
+}
+
 static void
 simple_outcome(fx_simple *s, fx_inv *inv)
 {
@@ -441,16 +457,7 @@ simple_outcome(fx_simple *s, fx_inv *inv)
 		free(detail);
 		return;
 	}
-	if (s->out_len == 0 || strspn(s->out, " \t\r\n") == s->out_len)
-		inv->result = cJSON_CreateNull();
-	else
-	{
-		/* Checked by cJSON, kept as written (see fx_json.h). */
-		cJSON	   *parsed = cJSON_ParseWithLength(s->out, s->out_len);
-
-		inv->result = parsed ? fx_json_raw(s->out, s->out_len) : NULL;
-		cJSON_Delete(parsed);
-	}
+	inv->result = fx_exec_result(s->out, s->out_len);
 	if (inv->result == NULL)
 	{
 		char	   *detail = fx_xasprintf("stdout began: %.200s", s->out);
@@ -650,14 +657,41 @@ fx_exec_reply(fx_inv *inv, const cJSON *seq, cJSON *value, const char *error,
 	cJSON_Delete(reply);
 }
 
+int
+fx_frame_next(const char *buf, size_t len, const char **body, size_t *n)
+{
+	const unsigned char *h = (const unsigned char *) buf;
+
+	if (len < 4)
+		return 0;
+	*n = ((size_t) h[0] << 24) | (h[1] << 16) | (h[2] << 8) | h[3];
+	if (*n > FX_MAX_MESSAGE)
+		return -EMSGSIZE;
+	if (len - 4 < *n)
+		return 0;
+	*body = buf + 4;
+	return 1;
+}
+
+cJSON *
+fx_message_parse(const char *body, size_t n)
+{
+	cJSON	   *msg = cJSON_ParseWithLength(body, n);
+
+	if (cJSON_IsObject(msg) && cJSON_IsString(cJSON_GetObjectItem(msg, "type")))
+		return msg;
+	cJSON_Delete(msg);
+	return NULL;
+}
+
 static void
 session_message(fx_session *s, const char *body, size_t n)
 {
-	cJSON	   *msg = cJSON_ParseWithLength(body, n);
+	cJSON	   *msg = fx_message_parse(body, n);
 	cJSON	   *type = msg ? cJSON_GetObjectItem(msg, "type") : NULL;
 	cJSON	   *seq;
 
-	if (!cJSON_IsObject(msg) || !cJSON_IsString(type))
+	if (msg == NULL)
 		session_end(s, "protocol error: a message that is not a JSON object with a \"type\"", NULL);
 	else if (strcmp(type->valuestring, "ready") == 0 && s->state == SESSION_STARTING)
 	{
@@ -703,19 +737,20 @@ session_on_sock(fx_proc *p, const char *buf, size_t n)
 	s->rbuf = fx_xrealloc(s->rbuf, s->rlen + n);
 	memcpy(s->rbuf + s->rlen, buf, n);
 	s->rlen += n;
-	while (s->state != SESSION_DEAD && s->rlen - off >= 4)
+	while (s->state != SESSION_DEAD)
 	{
-		const unsigned char *h = (const unsigned char *) s->rbuf + off;
-		size_t		len = ((size_t) h[0] << 24) | (h[1] << 16) | (h[2] << 8) | h[3];
+		const char *body;
+		size_t		len;
+		int			r = fx_frame_next(s->rbuf + off, s->rlen - off, &body, &len);
 
-		if (len > FX_MAX_MESSAGE)
+		if (r < 0)
 		{
 			session_end(s, "protocol error: message larger than 64 MiB", NULL);
 			return;
 		}
-		if (s->rlen - off - 4 < len)
+		if (r == 0)
 			break;
-		session_message(s, s->rbuf + off + 4, len);
+		session_message(s, body, len);
 		off += 4 + len;
 	}
 	if (s->state == SESSION_DEAD)

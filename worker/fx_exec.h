@@ -141,6 +141,23 @@ void		fx_exec_kill(fx_exec *ex, fx_inv *inv, const char *why);
 void		fx_exec_reply(fx_inv *inv, const cJSON *seq, cJSON *value,
 						  const char *error, const char *code);
 
+/*
+ * A simple-mode result: stdout out[0..len) (NUL-terminated) as a raw
+ * cJSON item, null if it is empty or blank, NULL if it is not JSON.
+ */
+cJSON	   *fx_exec_result(const char *out, size_t len);
+
+/*
+ * Session framing (docs/protocol.md): the message at the start of
+ * buf[0..len).  1 with its body in (*body)[0..*n), which takes 4 + *n
+ * bytes of buf; 0 if it is not all there yet; -EMSGSIZE if it announces
+ * more than FX_MAX_MESSAGE bytes.
+ */
+int			fx_frame_next(const char *buf, size_t len, const char **body, size_t *n);
+
+/* A message body parsed: a JSON object with a string "type", else NULL. */
+cJSON	   *fx_message_parse(const char *body, size_t n);
+
 /* Close every warm session process. */
 void		fx_exec_shutdown(fx_exec *ex);
 

@@ -11,10 +11,11 @@
 #include "fx_json.h"
 #include "fx_log.h"
 
+/* Whitespace as cJSON skips it: every byte up to ' '. */
 static const char *
 skip_ws(const char *p, const char *end)
 {
-	while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+	while (p < end && (unsigned char) *p <= ' ')
 		p++;
 	return p;
 }
@@ -39,7 +40,7 @@ skip_value(const char *p, const char *end)
 		return skip_string(p, end);
 	if (p < end && *p != '{' && *p != '[')
 	{
-		while (p < end && !strchr(",}] \t\r\n", *p))
+		while (p < end && (unsigned char) *p > ' ' && !strchr(",}]", *p))
 			p++;
 		return p;
 	}
