@@ -10,7 +10,7 @@
 # that found new coverage are merged back into fuzz/corpus/T (-merge=1).
 # Crashes go to BUILD/run/T/artifacts/.  fuzz_image runs, when this is root,
 # in a private mount namespace where everything but BUILD/run/T is read-only
-# and /tmp is a small tmpfs: a bug it finds cannot write to the host.
+# and its scratch space a small tmpfs: a bug it finds cannot write to the host.
 # FUZZ_FLAGS adds libFuzzer options (e.g. -jobs=2, -only_ascii=1).
 set -u
 cd "$(dirname "$0")" || exit 1
@@ -44,14 +44,18 @@ sandboxed() {
 	unshare --mount --propagation private bash -c '
 		dir=$1
 		shift
-		mount -t tmpfs -o size=512m,mode=1777 fx-fuzz /tmp || exit 3
+		# The scratch space is a tmpfs inside DIR, not over /tmp: the tree
+		# (and DIR) may itself live under /tmp, as in a CI clone.
+		mkdir -p "$dir/scratch" || exit 3
 		mount --bind "$dir" "$dir" || exit 3
+		mount -t tmpfs -o size=512m,mode=1777 fx-fuzz "$dir/scratch" || exit 3
 		findmnt -rno TARGET | while read -r m; do
 			case $m in
-			/proc* | /sys* | /dev* | /tmp | "$dir") ;;
+			/proc* | /sys* | /dev* | "$dir" | "$dir"/*) ;;
 			*) mount -o remount,bind,ro "$m" 2>/dev/null ;;
 			esac
 		done
+		export TMPDIR=$dir/scratch FX_FUZZ_IMAGE_DIR=$dir/scratch/image
 		exec "$@"' fuzz-sandbox "$dir" "$@"
 }
 
