@@ -7,6 +7,7 @@
 #include "postgres.h"
 
 #include "fmgr.h"
+#include "miscadmin.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
 
@@ -18,11 +19,13 @@ int			fx_max_payload_size = 6 * 1024 * 1024;
 int			fx_max_bundle_size = 64 * 1024 * 1024;
 char	   *fx_loopback_conninfo = NULL;
 bool		fx_sync_waiter = false;
+char	   *fx_invoke_as = NULL;
 int			fx_max_state_size = 1024 * 1024;
 
 void		_PG_init(void);
 
 PG_FUNCTION_INFO_V1(fx_max_state_size_fn);
+PG_FUNCTION_INFO_V1(fx_caller);
 
 /* fx.max_state_size(): the limit, in bytes, for workers to check against. */
 Datum
@@ -30,6 +33,18 @@ fx_max_state_size_fn(PG_FUNCTION_ARGS)
 {
 	(void) fcinfo;
 	PG_RETURN_INT32(fx_max_state_size);
+}
+
+/*
+ * fx.caller(): the role the session acts as (current_user outside any
+ * SECURITY DEFINER function), which fx's SECURITY DEFINER functions check
+ * rights against: inside them current_user is fx's owner.
+ */
+Datum
+fx_caller(PG_FUNCTION_ARGS)
+{
+	(void) fcinfo;
+	PG_RETURN_OID(GetOuterUserId());
 }
 
 void
@@ -74,6 +89,14 @@ _PG_init(void)
 							 false,
 							 PGC_USERSET, GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE,
 							 NULL, NULL, NULL);
+
+	DefineCustomStringVariable("fx.invoke_as",
+							   "Internal: the role fx's own code enqueues for (a schedule's, a token's, a workflow's).",
+							   "Honoured only for workers, administrators and superusers.",
+							   &fx_invoke_as,
+							   "",
+							   PGC_USERSET, GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE,
+							   NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("fx");
 }

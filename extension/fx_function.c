@@ -235,6 +235,13 @@ option_role(FxOptions *o, JsonbValue *v)
 				 errdetail("The worker runs the function's sql in a session of that role."),
 				 errhint("ALTER ROLE %s LOGIN", quote_identifier(name))));
 	ReleaseSysCache(tup);
+	if (!is_member_of_role(GetUserId(), role->oid) && !fx_is_admin(GetUserId(), false))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to run sql as role \"%s\"", name),
+				 errdetail("The deployer must be a member of the role its function's sql runs as."),
+				 errhint("GRANT %s TO %s;", quote_identifier(name),
+						 quote_identifier(GetUserNameFromId(GetUserId(), false)))));
 	o->role = name;
 }
 
@@ -483,25 +490,33 @@ spi_check(int ret, int expected, const char *what)
 		elog(ERROR, "%s failed: %s", what, SPI_result_code_string(ret));
 }
 
-/* Lock the function's row, creating it; only its owner may deploy to it. */
+/*
+ * Lock the function's row, creating it owned by the caller; only its owner
+ * (a member of the owning role) or an administrator may deploy to it.
+ */
 static void
-lock_function(const char *name)
+lock_function(const char *name, Oid caller)
 {
-	Oid			types[1] = {TEXTOID};
-	Datum		values[1] = {CStringGetTextDatum(name)};
+	Oid			types[2] = {TEXTOID, NAMEOID};
+	Datum		values[2];
 	bool		isnull;
 	char	   *owner;
+	Oid			owner_oid;
 
-	spi_check(SPI_execute_with_args("INSERT INTO fx.function (name) VALUES ($1)"
+	values[0] = CStringGetTextDatum(name);
+	values[1] = CStringGetDatum(GetUserNameFromId(caller, false));
+	spi_check(SPI_execute_with_args("INSERT INTO fx.function (name, owner) VALUES ($1, $2)"
 									" ON CONFLICT (name) DO NOTHING",
-									1, types, values, NULL, false, 0),
+									2, types, values, NULL, false, 0),
 			  SPI_OK_INSERT, "creating function");
 	spi_check(SPI_execute_with_args("SELECT owner::text FROM fx.function WHERE name = $1 FOR UPDATE",
 									1, types, values, NULL, false, 1),
 			  SPI_OK_SELECT, "locking function");
 	owner = TextDatumGetCString(SPI_getbinval(SPI_tuptable->vals[0],
 											  SPI_tuptable->tupdesc, 1, &isnull));
-	if (strcmp(owner, GetUserNameFromId(GetUserId(), false)) != 0 && !superuser())
+	owner_oid = get_role_oid(owner, true);
+	if (!(OidIsValid(owner_oid) && has_privs_of_role(caller, owner_oid)) &&
+		!fx_is_admin(caller, false))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("must be owner of function \"%s\"", name),
@@ -509,7 +524,7 @@ lock_function(const char *name)
 }
 
 static int
-store_version(const char *name, bytea *bundle, ArrayType *command, FxOptions *o)
+store_version(const char *name, bytea *bundle, ArrayType *command, FxOptions *o, Oid caller)
 {
 	Oid			types[9] = {TEXTOID, BYTEAOID, TEXTOID, TEXTARRAYOID, TEXTOID,
 	INT4OID, INT4OID, INT4OID, JSONBOID};
@@ -527,7 +542,7 @@ store_version(const char *name, bytea *bundle, ArrayType *command, FxOptions *o)
 	values[7] = Int32GetDatum(o->retries);
 	values[8] = DirectFunctionCall1(jsonb_in, CStringGetDatum(options_json(o)));
 
-	lock_function(name);
+	lock_function(name, caller);
 	spi_check(SPI_execute_with_args("SELECT version FROM fx.version WHERE fn = $1"
 									" AND version = (SELECT max(version) FROM fx.version WHERE fn = $1)"
 									" AND hash = $3 AND command = $4 AND options = $9",
@@ -559,6 +574,8 @@ deploy(FunctionCallInfo fcinfo, bytea *bundle)
 	ArrayType  *command;
 	FxOptions	o;
 	int			version;
+	Oid			caller;
+	int			sec;
 
 	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	check_name(name);
@@ -566,9 +583,18 @@ deploy(FunctionCallInfo fcinfo, bytea *bundle)
 	command = check_command(PG_ARGISNULL(2) ? NULL : PG_GETARG_ARRAYTYPE_P(2), o.image);
 	check_bundle(bundle);
 
+	/*
+	 * The rows are written as fx's owner (its tables are not the caller's),
+	 * once the caller's right to deploy is checked; an error restores the
+	 * caller at (sub)transaction abort.
+	 */
+	GetUserIdAndSecContext(&caller, &sec);
+	SetUserIdAndSecContext(fx_owner(), sec | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
 	SPI_connect();
-	version = store_version(name, bundle, command, &o);
+	version = store_version(name, bundle, command, &o, caller);
 	SPI_finish();
+	SetUserIdAndSecContext(caller, sec);
 	fx_deploy_count++;			/* fx_invoke resolves names again */
 	return version;
 }

@@ -22,6 +22,7 @@
 #include "storage/proc.h"
 #include "utils/memutils.h"
 #include "utils/syscache.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/jsonb.h"
@@ -255,11 +256,11 @@ choose_bucket(const char *fn, text *key)
 #define INSERT_SQL(BLOCKED) \
 	"INSERT INTO fx.invocation (bucket, fn, version, key, queue," \
 	" idempotency_key, args, priority, not_before, max_attempts, waiter, blocked," \
-	" deadline)" \
+	" deadline, invoker)" \
 	" VALUES ($1, $2, $3, $4, $5, $6, $7, $8," \
 	" now() + coalesce($9, interval '0'), $10," \
 	" CASE WHEN current_setting('fx.sync_waiter')::bool" \
-	" THEN pg_backend_pid() END, " BLOCKED ", now() + $11)"
+	" THEN pg_backend_pid() END, " BLOCKED ", now() + $11, $12)"
 #define KEY_BUSY \
 	"EXISTS (SELECT 1 FROM fx.invocation e" \
 	" WHERE e.fn = $2 AND e.key = $4 AND e.status IN ('queued', 'running'))"
@@ -268,12 +269,12 @@ choose_bucket(const char *fn, text *key)
 
 static int64
 insert_invocation(FxTarget *t, int bucket, Jsonb *args, Datum *opt, bool *optnull,
-				  int32 priority)
+				  int32 priority, Oid invoker)
 {
-	Oid			types[11] = {INT4OID, TEXTOID, INT4OID, TEXTOID, TEXTOID, TEXTOID,
-	JSONBOID, INT4OID, INTERVALOID, INT4OID, INTERVALOID};
-	Datum		values[11];
-	char		nulls[11];
+	Oid			types[12] = {INT4OID, TEXTOID, INT4OID, TEXTOID, TEXTOID, TEXTOID,
+	JSONBOID, INT4OID, INTERVALOID, INT4OID, INTERVALOID, REGROLEOID};
+	Datum		values[12];
+	char		nulls[12];
 	bool		isnull;
 	int			ret;
 
@@ -294,15 +295,16 @@ insert_invocation(FxTarget *t, int bucket, Jsonb *args, Datum *opt, bool *optnul
 	values[9] = Int32GetDatum(fx_sync_waiter ? 1 : t->retries + 1);
 	values[10] = opt[4];		/* timeout */
 	nulls[10] = optnull[4] ? 'n' : ' ';
+	values[11] = ObjectIdGetDatum(invoker);
 
 	/* Without an idempotency key there is no conflict to look for. */
 	if (optnull[0])
 		ret = SPI_execute_plan(optnull[2]
 							   ? keep_plan(&insert_plan, INSERT_SQL("false") " RETURNING id",
-										   11, types, CURSOR_OPT_GENERIC_PLAN)
+										   12, types, CURSOR_OPT_GENERIC_PLAN)
 							   : keep_plan(&insert_idem_plan,
 										   INSERT_SQL("false") ON_IDEM_CONFLICT " RETURNING id",
-										   11, types, CURSOR_OPT_GENERIC_PLAN),
+										   12, types, CURSOR_OPT_GENERIC_PLAN),
 							   values, nulls, false, 1);
 	else
 	{
@@ -318,10 +320,10 @@ insert_invocation(FxTarget *t, int bucket, Jsonb *args, Datum *opt, bool *optnul
 								 GUC_ACTION_SAVE, true, 0, false);
 		ret = SPI_execute_plan(optnull[2]
 							   ? keep_plan(&insert_keyed_plan, INSERT_SQL(KEY_BUSY) " RETURNING id",
-										   11, types, CURSOR_OPT_GENERIC_PLAN)
+										   12, types, CURSOR_OPT_GENERIC_PLAN)
 							   : keep_plan(&insert_keyed_idem_plan,
 										   INSERT_SQL(KEY_BUSY) ON_IDEM_CONFLICT " RETURNING id",
-										   11, types, CURSOR_OPT_GENERIC_PLAN),
+										   12, types, CURSOR_OPT_GENERIC_PLAN),
 							   values, nulls, false, 1);
 		AtEOXact_GUC(true, nest);
 	}
@@ -347,7 +349,7 @@ insert_invocation(FxTarget *t, int bucket, Jsonb *args, Datum *opt, bool *optnul
 }
 
 /* The owner of schema fx: the extension's owner, who owns its tables. */
-static Oid
+Oid
 fx_owner(void)
 {
 	Oid			nsp = get_namespace_oid("fx", false);
@@ -362,14 +364,27 @@ fx_owner(void)
 }
 
 /*
- * Who may enqueue an invocation of fn: the function's owner and members of
- * that role, and the sql of the owner's functions (the role a version of
- * one of them names at deploy), so that a function can enqueue others in
- * its own transaction.  Superusers are not checked.  Runs as fx's owner,
- * inside SPI.
+ * Whether role is a superuser or has the privileges of fx_admin (or, with
+ * or_worker, of fx_worker).
+ */
+bool
+fx_is_admin(Oid role, bool or_worker)
+{
+	if (superuser_arg(role) || has_privs_of_role(role, get_role_oid("fx_admin", false)))
+		return true;
+	return or_worker && has_privs_of_role(role, get_role_oid("fx_worker", false));
+}
+
+/*
+ * Who may enqueue an invocation of fn: administrators and workers (members
+ * of fx_admin or fx_worker), the function's owner and members of that
+ * role, the roles it was granted to with fx_grant (and their members), and
+ * the sql of the owner's functions (the role a version of one of them names
+ * at deploy), so that a function can enqueue others in its own
+ * transaction.  Superusers are not checked.  Runs as fx's owner, inside SPI.
  */
 static void
-check_may_invoke(const char *fn, Oid caller)
+check_may_invoke(const char *fn, Oid invoker)
 {
 	Oid			types[3] = {TEXTOID, OIDOID, TEXTOID};
 	Datum		values[3];
@@ -377,10 +392,14 @@ check_may_invoke(const char *fn, Oid caller)
 	int			ret;
 
 	values[0] = CStringGetTextDatum(fn);
-	values[1] = ObjectIdGetDatum(caller);
-	values[2] = CStringGetTextDatum(GetUserNameFromId(caller, false));
+	values[1] = ObjectIdGetDatum(invoker);
+	values[2] = CStringGetTextDatum(GetUserNameFromId(invoker, false));
 	ret = SPI_execute_plan(keep_plan(&may_plan,
-									 "SELECT pg_has_role($2, f.owner, 'USAGE')"
+									 "SELECT pg_has_role($2, 'fx_admin', 'USAGE')"
+									 " OR pg_has_role($2, 'fx_worker', 'USAGE')"
+									 " OR pg_has_role($2, f.owner, 'USAGE')"
+									 " OR EXISTS (SELECT 1 FROM fx.grant g WHERE g.fn = f.name"
+									 " AND (g.grantee = 0 OR pg_has_role($2, g.grantee::oid, 'USAGE')))"
 									 " OR EXISTS (SELECT 1 FROM fx.version v"
 									 " JOIN fx.function g ON g.name = v.fn"
 									 " WHERE g.owner = f.owner AND v.options->>'role' = $3),"
@@ -394,9 +413,30 @@ check_may_invoke(const char *fn, Oid caller)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("permission denied to invoke function \"%s\"", fn),
-				 errdetail("Function \"%s\" belongs to role \"%s\".", fn,
-						   SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2)),
-				 errhint("Its owner, members of the owner's role, and the sql of the owner's functions may invoke it.")));
+				 errdetail("Function \"%s\" belongs to role \"%s\", and role \"%s\" was not granted it.",
+						   fn, SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2),
+						   GetUserNameFromId(invoker, false)),
+				 errhint("Its owner or an administrator can run: SELECT fx_grant('%s', '%s');",
+						 fn, GetUserNameFromId(invoker, false))));
+}
+
+/*
+ * The role an enqueue is made for: the caller, or, when fx's own code
+ * running as a worker, an administrator or a superuser set fx.invoke_as (a
+ * schedule's owner, a token's, a workflow's invoker), that role.
+ */
+static Oid
+invoker_of(Oid caller)
+{
+	if (fx_invoke_as == NULL || fx_invoke_as[0] == '\0')
+		return caller;
+	if (!fx_is_admin(caller, true))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to set fx.invoke_as"),
+				 errdetail("Only workers and administrators enqueue for another role."),
+				 errhint("RESET fx.invoke_as;")));
+	return get_role_oid(fx_invoke_as, false);
 }
 
 /*
@@ -414,6 +454,7 @@ fx_invoke(PG_FUNCTION_ARGS)
 	int64		id;
 	bool		hit;
 	Oid			caller;
+	Oid			invoker;
 	int			sec;
 	bool		switched;
 
@@ -466,23 +507,24 @@ fx_invoke(PG_FUNCTION_ARGS)
 	 * abort.
 	 */
 	GetUserIdAndSecContext(&caller, &sec);
+	invoker = invoker_of(caller);
 	switched = !superuser_arg(caller);
 	if (switched)
 		SetUserIdAndSecContext(fx_owner(), sec | SECURITY_LOCAL_USERID_CHANGE |
 							   SECURITY_RESTRICTED_OPERATION);
 	SPI_connect();
-	hit = cached(ref, caller, &target);
+	hit = cached(ref, invoker, &target);
 	if (!hit)
 	{
 		fx_resolve(ref, &target);
-		if (switched)
-			check_may_invoke(target.fn, caller);
-		remember(ref, caller, &target);
+		if (!superuser_arg(invoker))
+			check_may_invoke(target.fn, invoker);
+		remember(ref, invoker, &target);
 	}
 	id = insert_invocation(&target,
 						   choose_bucket(target.fn,
 										 optnull[0] ? NULL : PG_GETARG_TEXT_PP(2)),
-						   args, opt, optnull, priority);
+						   args, opt, optnull, priority, invoker);
 	SPI_finish();
 	if (switched)
 		SetUserIdAndSecContext(caller, sec);

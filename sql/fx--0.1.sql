@@ -101,7 +101,8 @@ CREATE TABLE fx.invocation (
 	wall_ms			double precision,
 	cpu_ms			double precision,
 	max_rss_kb		bigint,
-	start_kind		text			/* cold, prewarmed or warm */
+	start_kind		text,			/* cold, prewarmed or warm */
+	invoker			regrole NOT NULL DEFAULT current_user::text::regrole	/* the role it was enqueued for */
 	/*
 	 * (fn, version) names a row of fx.version, which fx_invoke resolved in
 	 * the same statement; versions are immutable and never deleted.  No
@@ -221,7 +222,7 @@ END
 $$;
 
 CREATE FUNCTION fx_cancel(id bigint) RETURNS boolean
-LANGUAGE plpgsql VOLATILE STRICT
+LANGUAGE plpgsql VOLATILE STRICT SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -229,7 +230,7 @@ DECLARE
 	w int;
 BEGIN
 	SELECT i.status, i.waiter INTO s, w FROM fx.invocation i
-	 WHERE i.id = fx_cancel.id FOR UPDATE;
+	 WHERE i.id = fx_cancel.id AND fx.sees(fx.caller(), i.invoker, i.fn) FOR UPDATE;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'invocation % does not exist', id
 			USING ERRCODE = 'undefined_object';
@@ -276,7 +277,7 @@ END
 $$;
 
 CREATE FUNCTION fx_alias(fn text, alias text, version int) RETURNS void
-LANGUAGE plpgsql VOLATILE STRICT
+LANGUAGE plpgsql VOLATILE STRICT SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -287,7 +288,7 @@ BEGIN
 		RAISE EXCEPTION 'function "%" is not deployed', fx_alias.fn
 			USING ERRCODE = 'undefined_object';
 	END IF;
-	IF fn_owner <> current_user AND NOT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
+	IF NOT fx.owns(fx.caller(), fx_alias.fn) THEN
 		RAISE EXCEPTION 'must be owner of function "%"', fx_alias.fn
 			USING ERRCODE = 'insufficient_privilege',
 				  DETAIL = format('Function "%s" belongs to role "%s".', fx_alias.fn, fn_owner);
@@ -841,7 +842,10 @@ BEGIN
 	IF TG_ARGV[1] <> '' THEN
 		k := CASE WHEN TG_OP = 'DELETE' THEN to_jsonb(OLD) ELSE to_jsonb(NEW) END->>TG_ARGV[1];
 	END IF;
+	/* for the role that installed the trigger (fx_invoke checks it may) */
+	PERFORM set_config('fx.invoke_as', coalesce(TG_ARGV[2], ''), true);
 	PERFORM @extschema@.fx_invoke(TG_ARGV[0], change, key => k);
+	PERFORM set_config('fx.invoke_as', '', true);
 	RETURN NULL;
 END
 $$;
@@ -895,11 +899,17 @@ BEGIN
 			USING ERRCODE = 'undefined_column',
 				  HINT = 'key names the column whose value keys the invocations.';
 	END IF;
+	IF NOT fx.may_invoke(fx.caller(), fn) THEN
+		RAISE EXCEPTION 'permission denied to invoke function "%"', fn
+			USING ERRCODE = 'insufficient_privilege',
+				  DETAIL = 'The trigger invokes it for the role that installs it.',
+				  HINT = format('Its owner or an administrator can run: SELECT fx_grant(%L, %L);', fn, current_user);
+	END IF;
 	SELECT string_agg(DISTINCT upper(e), ' OR ') INTO ops FROM unnest(events) e;
 	EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', fx.on_change_name(fn), tbl);
 	EXECUTE format('CREATE TRIGGER %I AFTER %s ON %s FOR EACH ROW'
-				   ' EXECUTE FUNCTION fx.on_change_trigger(%L, %L)',
-				   fx.on_change_name(fn), ops, tbl, fn, coalesce(key, ''));
+				   ' EXECUTE FUNCTION fx.on_change_trigger(%L, %L, %L)',
+				   fx.on_change_name(fn), ops, tbl, fn, coalesce(key, ''), current_user);
 END
 $$;
 
@@ -1128,7 +1138,9 @@ BEGIN
 	IF NOT fx.holds(owner, token, id) THEN
 		RETURN NULL;
 	END IF;
+	PERFORM set_config('fx.invoke_as', i.invoker::text, true) FROM fx.invocation i WHERE i.id = id;
 	child := @extschema@.fx_invoke(fn, args, idempotency_key => 'fx-wf-' || id || '-' || step);
+	PERFORM set_config('fx.invoke_as', '', true);
 	UPDATE fx.invocation c SET parent = id, waiter = waiter WHERE c.id = child;
 	INSERT INTO fx.step AS s (invocation_id, step, bucket, name, kind, done, output, child,
 							  finished_at)
@@ -1355,7 +1367,7 @@ $$;
 
 CREATE FUNCTION fx_send(workflow bigint, topic text, payload jsonb DEFAULT NULL)
 RETURNS void
-LANGUAGE plpgsql VOLATILE
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
@@ -1363,6 +1375,7 @@ BEGIN
 		RAISE EXCEPTION 'fx_send needs a workflow and a topic'
 			USING ERRCODE = 'null_value_not_allowed';
 	END IF;
+	PERFORM fx.require_sees(workflow, 'workflow');
 	PERFORM fx.deliver(workflow, topic, payload, NULL);
 END
 $$;
@@ -1397,16 +1410,13 @@ $$;
  * Returns how many invocations were cancelled.
  */
 CREATE FUNCTION fx_workflow_cancel(id bigint) RETURNS int
-LANGUAGE plpgsql VOLATILE STRICT
+LANGUAGE plpgsql VOLATILE STRICT SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	n int;
 BEGIN
-	IF NOT EXISTS (SELECT 1 FROM fx.invocation i WHERE i.id = fx_workflow_cancel.id) THEN
-		RAISE EXCEPTION 'workflow % does not exist', id
-			USING ERRCODE = 'undefined_object';
-	END IF;
+	PERFORM fx.require_sees(id, 'workflow');
 	/* Children first (higher ids): a finishing child locks itself, then its parent. */
 	WITH RECURSIVE tree AS (
 		SELECT i.id FROM fx.invocation i WHERE i.id = fx_workflow_cancel.id
@@ -1426,12 +1436,13 @@ $$;
  * recorded (a recorded failure too); a step that was waiting waits again.
  */
 CREATE FUNCTION fx_workflow_resume(id bigint) RETURNS bigint
-LANGUAGE plpgsql VOLATILE STRICT
+LANGUAGE plpgsql VOLATILE STRICT SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	s fx.status;
 BEGIN
+	PERFORM fx.require_sees(id, 'workflow');
 	SELECT i.status INTO s FROM fx.invocation i WHERE i.id = fx_workflow_resume.id FOR UPDATE;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'workflow % does not exist', id
@@ -1465,13 +1476,14 @@ $$;
  */
 CREATE FUNCTION fx_workflow_fork(id bigint, from_step int, version int DEFAULT NULL)
 RETURNS bigint
-LANGUAGE plpgsql VOLATILE
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	src fx.invocation;
 	fork bigint;
 BEGIN
+	PERFORM fx.require_sees(id, 'workflow');
 	SELECT * INTO src FROM fx.invocation i WHERE i.id = fx_workflow_fork.id;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'workflow % does not exist', id
@@ -1491,8 +1503,11 @@ BEGIN
 								  (SELECT count(*) FROM fx.step st
 								   WHERE st.invocation_id = src.id AND st.done));
 	END IF;
+	/* the fork is the caller's, who must be allowed to invoke the function */
+	PERFORM set_config('fx.invoke_as', fx.caller()::regrole::text, true);
 	fork := @extschema@.fx_invoke(src.fn || CASE WHEN version IS NULL THEN '' ELSE ':' || version END,
 								  src.args, key => src.key, priority => src.priority);
+	PERFORM set_config('fx.invoke_as', '', true);
 	UPDATE fx.invocation i SET replay = true WHERE i.id = fork;
 	INSERT INTO fx.step (invocation_id, step, bucket, name, kind, done, output, error, detail,
 						 child, wake_at, topic, started_at, finished_at)
@@ -1569,7 +1584,7 @@ $$;
  */
 CREATE FUNCTION fx_schedule(name text, cron text, fn text, args jsonb DEFAULT '{}')
 RETURNS timestamptz
-LANGUAGE plpgsql VOLATILE
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -1600,10 +1615,10 @@ BEGIN
 			USING ERRCODE = 'undefined_object',
 				  HINT = format('Deploy it with fx_deploy() or "fx deploy %s DIR".', base);
 	END IF;
-	IF fn_owner <> current_user AND NOT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
-		RAISE EXCEPTION 'must be owner of function "%"', base
+	IF NOT fx.may_invoke(fx.caller(), base) THEN
+		RAISE EXCEPTION 'permission denied to invoke function "%"', base
 			USING ERRCODE = 'insufficient_privilege',
-				  DETAIL = format('Function "%s" belongs to role "%s".', base, fn_owner);
+				  DETAIL = format('Function "%s" belongs to role "%s"; a schedule invokes it for the role that made it.', base, fn_owner);
 	END IF;
 	IF qual ~ '^[0-9]+$' THEN
 		IF NOT EXISTS (SELECT 1 FROM fx.version v
@@ -1623,6 +1638,11 @@ BEGIN
 	 * tick is the latest one that came.
 	 */
 	SELECT * INTO old FROM fx.schedule s WHERE s.name = fx_schedule.name FOR UPDATE;
+	IF FOUND AND NOT fx.owns_role(fx.caller(), old.owner) THEN
+		RAISE EXCEPTION 'must be owner of schedule "%"', name
+			USING ERRCODE = 'insufficient_privilege',
+				  DETAIL = format('Schedule "%s" belongs to role "%s".', name, old.owner);
+	END IF;
 	IF FOUND THEN
 		PERFORM fx.schedule_withdraw(fx_schedule.name);
 		IF old.last_at > now() THEN
@@ -1635,8 +1655,9 @@ BEGIN
 			END IF;
 		END IF;
 	END IF;
-	INSERT INTO fx.schedule AS s (name, cron, fn, args, next_at)
-		VALUES (fx_schedule.name, fx_schedule.cron, fx_schedule.fn, fx_schedule.args, first)
+	INSERT INTO fx.schedule AS s (name, cron, fn, args, next_at, owner)
+		VALUES (fx_schedule.name, fx_schedule.cron, fx_schedule.fn, fx_schedule.args, first,
+				fx.caller()::regrole::text)
 		ON CONFLICT ON CONSTRAINT schedule_pkey DO UPDATE
 		SET cron = EXCLUDED.cron, fn = EXCLUDED.fn, args = EXCLUDED.args,
 			next_at = EXCLUDED.next_at, owner = EXCLUDED.owner, last_error = NULL,
@@ -1647,10 +1668,18 @@ $$;
 
 /* Remove a schedule and its ticks enqueued ahead; whether there was one. */
 CREATE FUNCTION fx_unschedule(name text) RETURNS boolean
-LANGUAGE plpgsql VOLATILE STRICT
+LANGUAGE plpgsql VOLATILE STRICT SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+	o name;
 BEGIN
+	SELECT s.owner INTO o FROM fx.schedule s WHERE s.name = fx_unschedule.name;
+	IF FOUND AND NOT fx.owns_role(fx.caller(), o) THEN
+		RAISE EXCEPTION 'must be owner of schedule "%"', name
+			USING ERRCODE = 'insufficient_privilege',
+				  DETAIL = format('Schedule "%s" belongs to role "%s".', name, o);
+	END IF;
 	DELETE FROM fx.schedule s WHERE s.name = fx_unschedule.name;
 	IF NOT FOUND THEN
 		RETURN false;
@@ -1715,8 +1744,10 @@ BEGIN
 							   WHERE i.fn = split_part(s.fn, ':', 1) AND i.idempotency_key = k) THEN
 					added := added + 1;
 				END IF;
+				PERFORM set_config('fx.invoke_as', s.owner, true);
 				s.last_invocation := @extschema@.fx_invoke(s.fn, s.args,
 						delay => greatest(tick - now(), interval '0'), idempotency_key => k);
+				PERFORM set_config('fx.invoke_as', '', true);
 				s.last_at := tick;
 				fired := fired + 1;
 				tick := fx.cron_next(s.cron, tick);
@@ -1837,8 +1868,8 @@ BEGIN
 	IF t.functions IS NOT NULL AND NOT (fn = ANY (t.functions) OR base = ANY (t.functions)) THEN
 		RETURN 'forbidden';
 	END IF;
-	IF EXISTS (SELECT 1 FROM fx.function f
-				WHERE f.name = base AND NOT pg_has_role(t.owner, f.owner, 'USAGE')) THEN
+	IF EXISTS (SELECT 1 FROM fx.function f WHERE f.name = base)
+	   AND NOT fx.may_invoke(t.owner::regrole::oid, base) THEN
 		RETURN 'forbidden';
 	END IF;
 	RETURN 'ok';
@@ -1860,6 +1891,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	verdict text := fx.token_allows(secret, fn);
+	id bigint;
 BEGIN
 	IF verdict = 'unknown' THEN
 		RAISE EXCEPTION 'invalid token' USING ERRCODE = 'invalid_authorization_specification';
@@ -1872,7 +1904,12 @@ BEGIN
 		/* as fx_call: the completion, which the caller waits for, is durable */
 		PERFORM set_config('synchronous_commit', 'off', true);
 	END IF;
-	RETURN @extschema@.fx_invoke(fn, args::jsonb, key => key);
+	/* for the token's owner, who must be allowed to invoke fn */
+	PERFORM set_config('fx.invoke_as', t.owner, true)
+	   FROM fx.token t WHERE t.hash = fx.token_hash(secret);
+	id := @extschema@.fx_invoke(fn, args::jsonb, key => key);
+	PERFORM set_config('fx.invoke_as', '', true);
+	RETURN id;
 END
 $$;
 
@@ -1956,11 +1993,419 @@ $$;
 REVOKE EXECUTE ON FUNCTION fx_token_create(text, text[]) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION fx_token_revoke(text) FROM PUBLIC;
 
+/* ---------------------------------------------------------------------
+ * Security model (README.md, "Security model").
+ *
+ *   fx_admin     everything: every function, invocation, secret and token
+ *   fx_deployer  deploys functions (and owns what it deploys), grants them,
+ *                schedules them, keeps secrets and gives them to its functions
+ *   fx_invoker   uses the invoking API (fx_invoke, fx_call, fx_result, ...)
+ *                on the functions granted to it (fx_grant) or its own
+ *   fx_worker    claims and completes invocations; workers log in as it
+ *
+ * Who may invoke a function: its owner (and members of the owning role),
+ * the roles it is granted to (and their members), administrators and
+ * workers.  Who sees an invocation, its result, logs, steps and events: the
+ * role it was enqueued for (invocation.invoker; members of it too), the
+ * function's owner, administrators and workers: row-level security, so
+ * SELECT on fx's tables shows each role its own rows.  Changes go through
+ * SECURITY DEFINER functions that check fx.caller(), the role the session
+ * acts as, and pin search_path.
+ * --------------------------------------------------------------------- */
+
+DO $$
+DECLARE
+	r text;
+BEGIN
+	FOREACH r IN ARRAY ARRAY['fx_admin', 'fx_deployer', 'fx_invoker', 'fx_worker'] LOOP
+		IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r) THEN
+			EXECUTE format('CREATE ROLE %I NOLOGIN', r);
+		END IF;
+	END LOOP;
+	IF NOT pg_has_role('fx_deployer', 'fx_invoker', 'MEMBER') THEN
+		GRANT fx_invoker TO fx_deployer;
+	END IF;
+	IF NOT pg_has_role('fx_worker', 'fx_invoker', 'MEMBER') THEN
+		GRANT fx_invoker TO fx_worker;
+	END IF;
+	IF NOT pg_has_role('fx_admin', 'fx_deployer', 'MEMBER') THEN
+		GRANT fx_deployer TO fx_admin;
+	END IF;
+	IF NOT pg_has_role('fx_admin', 'fx_worker', 'MEMBER') THEN
+		GRANT fx_worker TO fx_admin;
+	END IF;
+END
+$$;
+
 /*
- * Privileges.  Workers and administrators use the functions of schema fx;
- * a function's role only ever calls fx.assert_sql_role, fx.finish_tx and
- * fx.step_tx (fenced by the lease token) from inside its invocation's
- * transaction.
+ * The role the session acts as: current_user outside SECURITY DEFINER
+ * functions (inside them current_user is fx's owner).
+ */
+CREATE FUNCTION fx.caller() RETURNS oid
+AS 'MODULE_PATHNAME', 'fx_caller'
+LANGUAGE C STABLE;
+
+/* Whether who is an administrator (a member of fx_admin, or a superuser). */
+CREATE FUNCTION fx.is_admin(who oid) RETURNS boolean
+LANGUAGE sql STABLE STRICT
+AS $$ SELECT pg_catalog.pg_has_role(who, 'fx_admin', 'USAGE') $$;
+
+/* Whether who acts as role owner (a member of it) or is an administrator. */
+CREATE FUNCTION fx.owns_role(who oid, owner name) RETURNS boolean
+LANGUAGE sql STABLE
+AS $$
+	SELECT fx.is_admin(who)
+		OR EXISTS (SELECT 1 FROM pg_catalog.pg_roles r
+					WHERE r.rolname = owner AND pg_catalog.pg_has_role(who, r.oid, 'USAGE'))
+$$;
+
+/* Whether who owns function fn (or is an administrator). */
+CREATE FUNCTION fx.owns(who oid, fn text) RETURNS boolean
+LANGUAGE sql STABLE
+AS $$
+	SELECT fx.is_admin(who)
+		OR EXISTS (SELECT 1 FROM fx.function f JOIN pg_catalog.pg_roles r ON r.rolname = f.owner
+					WHERE f.name = fn AND pg_catalog.pg_has_role(who, r.oid, 'USAGE'))
+$$;
+
+/* Whether who sees an invocation of fn enqueued for invoker. */
+CREATE FUNCTION fx.sees(who oid, invoker regrole, fn text) RETURNS boolean
+LANGUAGE sql STABLE
+AS $$
+	SELECT pg_catalog.pg_has_role(who, invoker::oid, 'USAGE')
+		OR pg_catalog.pg_has_role(who, 'fx_worker', 'USAGE')
+		OR fx.owns(who, fn)
+$$;
+
+/* Functions granted to roles other than their owners: fx_grant, fx_revoke. */
+CREATE TABLE fx.grant (
+	fn			text NOT NULL REFERENCES fx.function (name) ON DELETE CASCADE,
+	grantee		regrole NOT NULL,		/* 0 (shown as -): PUBLIC, every role */
+	granted_by	regrole NOT NULL,
+	granted_at	timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (fn, grantee)
+);
+
+/* Whether who may invoke fn: as fx_invoke checks it (extension/fx_invoke.c). */
+CREATE FUNCTION fx.may_invoke(who oid, fn text) RETURNS boolean
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT pg_has_role(who, 'fx_admin', 'USAGE') OR pg_has_role(who, 'fx_worker', 'USAGE')
+		OR fx.owns(who, fn)
+		OR EXISTS (SELECT 1 FROM fx.grant g
+					WHERE g.fn = may_invoke.fn
+					  AND (g.grantee = 0 OR pg_has_role(who, g.grantee::oid, 'USAGE')))
+		OR EXISTS (SELECT 1 FROM fx.function f, fx.function o, fx.version v
+					WHERE f.name = may_invoke.fn AND o.owner = f.owner AND v.fn = o.name
+					  AND v.options->>'role' = (SELECT r.rolname FROM pg_roles r WHERE r.oid = who))
+$$;
+
+/*
+ * Raise "WHAT ID does not exist" unless the caller sees invocation id: an
+ * invocation one may not see is, to one, not there.
+ */
+CREATE FUNCTION fx.require_sees(id bigint, what text DEFAULT 'invocation') RETURNS void
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF NOT EXISTS (SELECT 1 FROM fx.invocation i
+				   WHERE i.id = require_sees.id AND fx.sees(fx.caller(), i.invoker, i.fn)) THEN
+		RAISE EXCEPTION '% % does not exist', what, id
+			USING ERRCODE = 'undefined_object';
+	END IF;
+END
+$$;
+
+/* The role named, or PUBLIC (0) for 'public'; raises if there is none. */
+CREATE FUNCTION fx.grantee(role text) RETURNS oid
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	r oid;
+BEGIN
+	IF lower(role) = 'public' THEN
+		RETURN 0;
+	END IF;
+	SELECT g.oid INTO r FROM pg_roles g WHERE g.rolname = role;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'role "%" does not exist', role
+			USING ERRCODE = 'undefined_object';
+	END IF;
+	RETURN r;
+END
+$$;
+
+/* Lock fn's row; raise unless it exists and the caller owns it. */
+CREATE FUNCTION fx.require_owner(fn text) RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	o name;
+BEGIN
+	SELECT f.owner INTO o FROM fx.function f WHERE f.name = require_owner.fn FOR SHARE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'function "%" is not deployed', fn
+			USING ERRCODE = 'undefined_object';
+	END IF;
+	IF NOT fx.owns(fx.caller(), fn) THEN
+		RAISE EXCEPTION 'must be owner of function "%"', fn
+			USING ERRCODE = 'insufficient_privilege',
+				  DETAIL = format('Function "%s" belongs to role "%s".', fn, o);
+	END IF;
+END
+$$;
+
+/*
+ * Let role (and its members; 'public': every role) invoke fn.  Only fn's
+ * owner or an administrator may.  Granting again changes nothing.
+ */
+CREATE FUNCTION fx_grant(fn text, role text) RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF fn IS NULL OR role IS NULL THEN
+		RAISE EXCEPTION 'fx_grant needs a function and a role'
+			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	PERFORM fx.require_owner(fn);
+	INSERT INTO fx.grant AS g (fn, grantee, granted_by)
+		VALUES (fx_grant.fn, fx.grantee(role)::regrole, fx.caller()::regrole)
+		ON CONFLICT ON CONSTRAINT grant_pkey DO NOTHING;
+END
+$$;
+
+/* Take back fx_grant(fn, role); whether it had been granted. */
+CREATE FUNCTION fx_revoke(fn text, role text) RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF fn IS NULL OR role IS NULL THEN
+		RAISE EXCEPTION 'fx_revoke needs a function and a role'
+			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	PERFORM fx.require_owner(fn);
+	DELETE FROM fx.grant g WHERE g.fn = fx_revoke.fn AND g.grantee = fx.grantee(role);
+	RETURN FOUND;
+END
+$$;
+
+/*
+ * Secrets: values a function needs (API keys, passwords), stored here,
+ * given to the functions they are granted to as files under /run/secrets
+ * in the sandbox, never on a command line or in the environment, and
+ * redacted from the logs and errors the worker stores.  Their values are
+ * readable only by administrators and workers; their owners set, grant
+ * and delete them.
+ */
+CREATE TABLE fx.secret (
+	name		text PRIMARY KEY CHECK (name ~ '^[A-Za-z_][A-Za-z0-9_.-]{0,127}$'),
+	value		text NOT NULL,
+	owner		regrole NOT NULL,
+	updated_at	timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE fx.secret_grant (
+	secret		text NOT NULL REFERENCES fx.secret (name) ON DELETE CASCADE,
+	fn			text NOT NULL REFERENCES fx.function (name) ON DELETE CASCADE,
+	PRIMARY KEY (secret, fn)
+);
+
+/* Lock secret's row; raise unless it exists and the caller owns it. */
+CREATE FUNCTION fx.require_secret_owner(name text) RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	o regrole;
+BEGIN
+	SELECT s.owner INTO o FROM fx.secret s WHERE s.name = require_secret_owner.name FOR UPDATE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'secret "%" does not exist', name
+			USING ERRCODE = 'undefined_object',
+				  HINT = 'Create it with fx_secret_set(name, value).';
+	END IF;
+	IF NOT (fx.is_admin(fx.caller()) OR pg_has_role(fx.caller(), o::oid, 'USAGE')) THEN
+		RAISE EXCEPTION 'must be owner of secret "%"', name
+			USING ERRCODE = 'insufficient_privilege',
+				  DETAIL = format('Secret "%s" belongs to role "%s".', name, o);
+	END IF;
+END
+$$;
+
+/*
+ * Set a secret, creating it owned by the caller or replacing the value of
+ * one the caller owns.  Warm sandboxes of the functions it is granted to
+ * are retired (fx_secret notification), so the next attempt reads the new
+ * value.
+ */
+CREATE FUNCTION fx_secret_set(name text, value text) RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF name IS NULL OR value IS NULL THEN
+		RAISE EXCEPTION 'fx_secret_set needs a name and a value'
+			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF name !~ '^[A-Za-z_][A-Za-z0-9_.-]{0,127}$' THEN
+		RAISE EXCEPTION 'invalid secret name "%"', name
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = 'A secret name is its file name under /run/secrets: a letter or "_", then up to 127 letters, digits, "_", "." or "-".';
+	END IF;
+	IF octet_length(value) > 65536 THEN
+		RAISE EXCEPTION 'secret "%" is too large: % bytes', name, octet_length(value)
+			USING ERRCODE = 'program_limit_exceeded',
+				  DETAIL = 'A secret holds at most 64 KiB.';
+	END IF;
+	IF EXISTS (SELECT 1 FROM fx.secret s WHERE s.name = fx_secret_set.name) THEN
+		PERFORM fx.require_secret_owner(name);
+		UPDATE fx.secret s SET value = fx_secret_set.value, updated_at = now()
+		 WHERE s.name = fx_secret_set.name;
+		PERFORM pg_notify('fx_secret', g.fn) FROM fx.secret_grant g
+		  WHERE g.secret = fx_secret_set.name;
+	ELSE
+		INSERT INTO fx.secret (name, value, owner)
+			VALUES (fx_secret_set.name, fx_secret_set.value, fx.caller()::regrole);
+	END IF;
+END
+$$;
+
+/* Delete a secret the caller owns; whether there was one. */
+CREATE FUNCTION fx_secret_delete(name text) RETURNS boolean
+LANGUAGE plpgsql VOLATILE STRICT SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF NOT EXISTS (SELECT 1 FROM fx.secret s WHERE s.name = fx_secret_delete.name) THEN
+		RETURN false;
+	END IF;
+	PERFORM fx.require_secret_owner(name);
+	PERFORM pg_notify('fx_secret', g.fn) FROM fx.secret_grant g
+	  WHERE g.secret = fx_secret_delete.name;
+	DELETE FROM fx.secret s WHERE s.name = fx_secret_delete.name;
+	RETURN true;
+END
+$$;
+
+/*
+ * Give secret to function fn: its sandboxes get /run/secrets/<secret>.
+ * The caller must own both (or be an administrator).
+ */
+CREATE FUNCTION fx_secret_grant(secret text, fn text) RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF secret IS NULL OR fn IS NULL THEN
+		RAISE EXCEPTION 'fx_secret_grant needs a secret and a function'
+			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	PERFORM fx.require_secret_owner(secret);
+	PERFORM fx.require_owner(fn);
+	INSERT INTO fx.secret_grant AS g (secret, fn) VALUES (fx_secret_grant.secret, fx_secret_grant.fn)
+		ON CONFLICT ON CONSTRAINT secret_grant_pkey DO NOTHING;
+	PERFORM pg_notify('fx_secret', fn);
+END
+$$;
+
+/* Take a secret back from a function; whether it had it. */
+CREATE FUNCTION fx_secret_revoke(secret text, fn text) RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF secret IS NULL OR fn IS NULL THEN
+		RAISE EXCEPTION 'fx_secret_revoke needs a secret and a function'
+			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	PERFORM fx.require_secret_owner(secret);
+	DELETE FROM fx.secret_grant g
+	 WHERE g.secret = fx_secret_revoke.secret AND g.fn = fx_secret_revoke.fn;
+	IF NOT FOUND THEN
+		RETURN false;
+	END IF;
+	PERFORM pg_notify('fx_secret', fn);
+	RETURN true;
+END
+$$;
+
+/* Secrets without their values: who owns them and which functions get them. */
+CREATE VIEW fx.secrets AS
+	SELECT s.name, s.owner,
+		   array(SELECT g.fn FROM fx.secret_grant g WHERE g.secret = s.name ORDER BY 1) AS functions,
+		   s.updated_at
+	  FROM fx.secret s;
+
+/* What a worker puts under /run/secrets for an attempt of fn. */
+CREATE FUNCTION fx.secrets_for(fn text) RETURNS TABLE (name text, value text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT s.name, s.value FROM fx.secret s JOIN fx.secret_grant g ON g.secret = s.name
+	 WHERE g.fn = $1 ORDER BY s.name
+$$;
+
+/* Grants, as roles read them: 'PUBLIC' for every role. */
+CREATE VIEW fx.grants AS
+	SELECT g.fn, CASE WHEN g.grantee = 0 THEN 'PUBLIC' ELSE g.grantee::text END AS grantee,
+		   g.granted_by, g.granted_at
+	  FROM fx.grant g;
+
+/* Row-level security: each role sees its own rows (fx.sees). */
+ALTER TABLE fx.invocation ENABLE ROW LEVEL SECURITY;
+ALTER TABLE fx.log ENABLE ROW LEVEL SECURITY;
+ALTER TABLE fx.step ENABLE ROW LEVEL SECURITY;
+ALTER TABLE fx.event ENABLE ROW LEVEL SECURITY;
+ALTER TABLE fx.message ENABLE ROW LEVEL SECURITY;
+ALTER TABLE fx.state ENABLE ROW LEVEL SECURITY;
+ALTER TABLE fx.version ENABLE ROW LEVEL SECURITY;
+ALTER TABLE fx.schedule ENABLE ROW LEVEL SECURITY;
+
+CREATE POLICY seen ON fx.invocation FOR SELECT
+	USING (fx.sees((SELECT current_user::text::regrole::oid), invoker, fn));
+CREATE POLICY seen ON fx.log FOR SELECT
+	USING (EXISTS (SELECT 1 FROM fx.invocation i WHERE i.id = invocation_id));
+CREATE POLICY seen ON fx.step FOR SELECT
+	USING (EXISTS (SELECT 1 FROM fx.invocation i WHERE i.id = invocation_id));
+CREATE POLICY seen ON fx.event FOR SELECT
+	USING (EXISTS (SELECT 1 FROM fx.invocation i WHERE i.id = workflow_id));
+CREATE POLICY seen ON fx.message FOR SELECT
+	USING (EXISTS (SELECT 1 FROM fx.invocation i WHERE i.id = workflow_id));
+/* a key's state and a function's code: its owner's */
+CREATE POLICY seen ON fx.state FOR SELECT
+	USING (fx.owns((SELECT current_user::text::regrole::oid), fn));
+CREATE POLICY seen ON fx.version FOR SELECT
+	USING (fx.owns((SELECT current_user::text::regrole::oid), fn));
+CREATE POLICY seen ON fx.schedule FOR SELECT
+	USING (fx.owns_role((SELECT current_user::text::regrole::oid), owner));
+
+DO $$
+DECLARE
+	t text;
+BEGIN
+	FOREACH t IN ARRAY ARRAY['invocation', 'log', 'step', 'event', 'message', 'state',
+							 'version', 'schedule'] LOOP
+		EXECUTE format('CREATE POLICY worker ON fx.%I TO fx_worker, fx_admin USING (true) WITH CHECK (true)', t);
+	END LOOP;
+END
+$$;
+
+/* Views read as the role that queries them, so row-level security holds. */
+ALTER VIEW fx.version_list SET (security_invoker = true);
+ALTER VIEW fx.usage SET (security_invoker = true);
+ALTER VIEW fx.stats SET (security_invoker = true);
+ALTER VIEW fx.schedules SET (security_invoker = true);
+
+/*
+ * Privileges.  Nothing of fx is PUBLIC but what a function's sql calls
+ * from inside its invocation's transaction (fenced by the lease token)
+ * and what row-level security and the trigger call.
  */
 GRANT USAGE ON SCHEMA fx TO PUBLIC;
 REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA fx FROM PUBLIC;
@@ -1970,3 +2415,35 @@ GRANT EXECUTE ON FUNCTION fx.step_tx(text, uuid, bigint, int, text, jsonb, times
 GRANT EXECUTE ON FUNCTION fx.bucket(text, text) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION fx.on_change_trigger() TO PUBLIC;
 GRANT EXECUTE ON FUNCTION fx.on_change_name(text) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION fx.caller(), fx.is_admin(oid), fx.owns_role(oid, name),
+	fx.owns(oid, text), fx.sees(oid, regrole, text), fx.may_invoke(oid, text),
+	fx.require_sees(bigint, text) TO PUBLIC;
+
+DO $$
+DECLARE
+	f regprocedure;
+	deployer text[] := ARRAY['fx_deploy', 'fx_alias', 'fx_grant', 'fx_revoke', 'fx_schedule',
+							 'fx_unschedule', 'fx_on_change', 'fx_off_change', 'fx_secret_set',
+							 'fx_secret_delete', 'fx_secret_grant', 'fx_secret_revoke'];
+	admin text[] := ARRAY['fx_token_create', 'fx_token_revoke'];
+BEGIN
+	FOR f IN SELECT p.oid FROM pg_proc p
+			  WHERE p.pronamespace = '@extschema@'::regnamespace AND p.proname LIKE 'fx\_%' LOOP
+		EXECUTE format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC', f);
+		EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %I', f,
+					   CASE WHEN (SELECT p.proname FROM pg_proc p WHERE p.oid = f) = ANY (admin)
+							THEN 'fx_admin'
+							WHEN (SELECT p.proname FROM pg_proc p WHERE p.oid = f) = ANY (deployer)
+							THEN 'fx_deployer'
+							ELSE 'fx_invoker' END);
+	END LOOP;
+END
+$$;
+
+GRANT SELECT ON fx.function, fx.alias, fx.grant, fx.grants, fx.invocation, fx.log, fx.step,
+	fx.event, fx.message, fx.state, fx.version, fx.version_list, fx.usage, fx.stats
+	TO fx_invoker;
+GRANT SELECT ON fx.schedule, fx.schedules, fx.secrets TO fx_deployer;
+GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA fx TO fx_worker, fx_admin;
+GRANT USAGE ON ALL SEQUENCES IN SCHEMA fx TO fx_worker, fx_admin;
+GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA fx TO fx_worker, fx_admin;

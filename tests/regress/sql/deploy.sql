@@ -247,12 +247,14 @@ SELECT count(*) AS kept FROM fx.function WHERE name = 'dep-bad';
 SELECT count(*) AS kept FROM fx.version WHERE fn = 'dep-bad';
 
 --
--- Owner check: only the owner of a function (or a superuser) deploys to it.
+-- Owner check: only the owner of a function (or an administrator) deploys
+-- to it.  Deploying takes fx_deployer.
 --
--- fx grants nothing on its schema; give the role what fx_deploy touches.
 CREATE ROLE regress_fx_other;
-GRANT USAGE ON SCHEMA fx TO regress_fx_other;
-GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA fx TO regress_fx_other;
+SET ROLE regress_fx_other;
+SELECT fx_deploy('dep-theirs', 'echo theirs');
+RESET ROLE;
+GRANT fx_deployer TO regress_fx_other;
 SET ROLE regress_fx_other;
 SELECT fx_deploy('dep-theirs', 'echo theirs');
 SELECT fx_deploy('dep-theirs', 'echo theirs 2');

@@ -210,7 +210,7 @@ SELECT fx_unschedule('pinned');
 SELECT fx_unschedule('pinned');
 SELECT fx_unschedule(NULL) IS NULL AS null_is_null;
 
--- Managed by superusers (and the extension's owner), as fx_alias.
+-- Scheduling takes fx_deployer.
 CREATE ROLE regress_fx_sched;
 SET ROLE regress_fx_sched;
 SELECT pg_temp.try($$SELECT fx_schedule('theirs', '* * * * *', 'sched-echo')$$);

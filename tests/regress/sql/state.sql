@@ -56,6 +56,7 @@ SELECT fx_state('st', 'k1') IS NULL AS deleted;
 
 -- A function's role may call fx.finish_tx (fenced by the token) and
 -- nothing else of the worker's interface.
+GRANT fx_invoker TO state_fn;
 SET ROLE state_fn;
 SELECT fx.finish_tx('w', gen_random_uuid(), '{"id": 1, "epoch": 1, "ok": true}') AS forged;
 SELECT * FROM fx.claim('w', 1);
@@ -70,7 +71,7 @@ SELECT fx_invoke('st', '{"child": true}', key => 'k2') > 0 AS enqueued;
 RESET ROLE;
 SELECT count(*) AS children FROM fx.invocation WHERE args ? 'child';
 -- Another role may not.
-CREATE ROLE state_other;
+CREATE ROLE state_other IN ROLE fx_invoker;
 SET ROLE state_other;
 SELECT fx_invoke('st', '{}');
 RESET ROLE;
