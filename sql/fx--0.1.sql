@@ -422,9 +422,12 @@ $$;
  *   {"id", "epoch", "token", "ok": bool, "result", "error", "detail",
  *    "retryable": bool, "wall_ms", "cpu_ms", "max_rss_kb", "start",
  *    "logs": [[at_epoch_ms, stream, line], ...],
- *    "state_op": "set" | "delete", "state": value}
+ *    "state_op": "set" | "delete", "state": value, "lost": bool}
  * A succeeded keyed invocation's state_op is applied to fx.state in the
- * same statement; a failed one's is dropped.
+ * same statement; a failed one's is dropped.  "lost": the attempt failed
+ * because the worker lost its database connection (its sql's session), not
+ * because of the function: it is queued again at once without counting,
+ * as fx.reap does for an attempt lost with its worker, at most 3 times.
  * A failed attempt is retried with exponential backoff while attempts
  * remain (lost attempts do not count), else it ends 'dead'.  It ends
  * 'failed' at once when no retry is allowed: the function said its error is
@@ -448,11 +451,13 @@ BEGIN
 			id bigint, epoch int, token uuid, ok boolean, result jsonb, error text,
 			detail text, retryable boolean, wall_ms double precision,
 			cpu_ms double precision, max_rss_kb bigint, start text, logs jsonb, log_seq int,
-			state_op text, state jsonb)
+			state_op text, state jsonb, lost boolean)
 	), done AS (
 		UPDATE fx.invocation i
 		   SET status = CASE
 					WHEN it.ok THEN 'succeeded'::fx.status
+					WHEN it.lost AND i.lost < 2 AND coalesce(i.deadline > clock_timestamp(), true)
+						THEN 'queued'
 					WHEN NOT coalesce(it.retryable, true) OR i.max_attempts = 1
 						 OR i.deadline <= clock_timestamp()
 						THEN 'failed'
@@ -464,11 +469,16 @@ BEGIN
 			   error_detail = CASE WHEN NOT it.ok AND i.deadline <= clock_timestamp()
 								   THEN 'The last attempt: ' || coalesce(it.error, '?')
 								   ELSE it.detail END,
+			   lost = i.lost + CASE WHEN NOT it.ok AND it.lost AND i.lost < 2
+										 AND coalesce(i.deadline > clock_timestamp(), true)
+									THEN 1 ELSE 0 END,
 			   not_before = CASE
-					WHEN it.ok THEN i.not_before
+					WHEN it.ok OR (it.lost AND i.lost < 2) THEN i.not_before
 					ELSE now() + least(backoff_ms * (2.0 ^ (i.attempts - i.lost - 1)), 3600000)
 								 * interval '1 ms' END,
 			   finished_at = CASE
+					WHEN NOT it.ok AND it.lost AND i.lost < 2
+						 AND coalesce(i.deadline > clock_timestamp(), true) THEN NULL
 					WHEN it.ok OR NOT coalesce(it.retryable, true) OR i.max_attempts = 1
 						 OR i.attempts - i.lost >= i.max_attempts
 						 OR i.deadline <= clock_timestamp() THEN clock_timestamp() END,

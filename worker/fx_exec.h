@@ -86,6 +86,7 @@ typedef struct fx_inv
 	char	   *error;
 	char	   *detail;
 	bool		retryable;
+	bool		lost;			/* failed with its sql's connection: not counted */
 	double		wall_ms;
 	double		cpu_ms;
 	long		max_rss_kb;

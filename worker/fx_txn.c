@@ -335,8 +335,14 @@ op_fail(op *o, const char *why)
 	if (o->kind == OP_SQL)
 		o->cb(o->arg, NULL, why);
 	else
-		o->ccb(o->arg, FX_TXN_FAILED, why);
+		o->ccb(o->arg, o->t->broken ? FX_TXN_LOST : FX_TXN_FAILED, why);
 	free_op(o);
+}
+
+bool
+fx_txn_lost(const fx_txn *t)
+{
+	return t->broken;
 }
 
 static void
@@ -443,7 +449,7 @@ finished_cb(fx_db *db, PGresult *res, void *arg)
 	const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
 
 	if (res == NULL)
-		o->ccb(o->arg, FX_TXN_FAILED, "connection lost while committing");
+		o->ccb(o->arg, FX_TXN_LOST, "connection lost while committing");
 	else if (PQresultStatus(res) == PGRES_COMMAND_OK && strcmp(PQcmdStatus(res), "COMMIT") == 0)
 		o->ccb(o->arg, FX_TXN_COMMITTED, NULL);
 	else if (state && strcmp(state, "FXL01") == 0)

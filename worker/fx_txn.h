@@ -46,7 +46,8 @@ typedef enum fx_txn_outcome
 {
 	FX_TXN_COMMITTED,			/* completion and writes committed */
 	FX_TXN_REFUSED,				/* the lease moved: nothing committed */
-	FX_TXN_FAILED				/* error: nothing committed, or unknown */
+	FX_TXN_FAILED,				/* error: nothing committed, or unknown */
+	FX_TXN_LOST					/* the connection was lost: nothing committed, or unknown */
 } fx_txn_outcome;
 
 typedef void (*fx_txn_commit_cb) (void *arg, fx_txn_outcome outcome, const char *why);
@@ -79,6 +80,9 @@ void		fx_txn_commit(fx_txn *t, const char *owner, const char *token,
 void		fx_txn_commit_step(fx_txn *t, const char *owner, const char *token,
 							   int64_t id, int step, int64_t began_ms, const char *name,
 							   const char *output, fx_txn_commit_cb cb, void *arg);
+/* Whether the transaction's connection was lost (not the function's doing). */
+bool		fx_txn_lost(const fx_txn *t);
+
 /* Roll back and forget the transaction; pending callbacks still run. */
 void		fx_txn_abort(fx_txn *t);
 

@@ -127,6 +127,8 @@ finish_item(fx_inv *inv)
 		if (inv->detail)
 			cJSON_AddStringToObject(it, "detail", inv->detail);
 		cJSON_AddBoolToObject(it, "retryable", inv->retryable);
+		if (inv->lost)
+			cJSON_AddBoolToObject(it, "lost", true);
 	}
 	cJSON_AddNumberToObject(it, "wall_ms", inv->wall_ms);
 	cJSON_AddNumberToObject(it, "cpu_ms", inv->cpu_ms);
@@ -344,17 +346,22 @@ committed_cb(void *arg, fx_txn_outcome outcome, const char *why)
 		fx_log(FX_LOG_DEBUG, inv->id, "committed with its sql");
 	else if (outcome == FX_TXN_REFUSED)
 		fx_log(FX_LOG_INFO, inv->id, "not recorded, its writes rolled back: %s", why);
-	if (outcome != FX_TXN_FAILED || w->db_closed || w->db.state == FX_DB_CLOSED)
+	if ((outcome != FX_TXN_FAILED && outcome != FX_TXN_LOST) || w->db_closed ||
+		w->db.state == FX_DB_CLOSED)
 	{
 		fx_inv_free(inv);
 		maybe_stop(w);
 		return;
 	}
-	/* Record the failure the usual way (refused too if the lease moved). */
+	/*
+	 * Record the failure the usual way (refused too if the lease moved); a
+	 * lost connection is the worker's failure, not the function's.
+	 */
 	fx_log(FX_LOG_WARN, inv->id, "its transaction failed: %s", why);
 	cJSON_Delete(inv->result);
 	inv->result = NULL;
 	fx_inv_fail(inv, true, "the invocation's transaction failed", why);
+	inv->lost = outcome == FX_TXN_LOST;
 	inv->next = w->done;
 	w->done = inv;
 	cycle(w);
@@ -432,6 +439,8 @@ attempt_done(fx_inv *inv)
 			   inv->error ? inv->error : "?");
 	if (inv->txn && !inv->ok)
 	{
+		/* its sql's session died under it: queued again, not counted */
+		inv->lost = fx_txn_lost(inv->txn);
 		fx_txn_abort(inv->txn);
 		inv->txn = NULL;
 	}

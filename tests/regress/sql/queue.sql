@@ -226,6 +226,24 @@ SELECT fx.release('worker-a', ARRAY[:n7]::bigint[], ARRAY[1]) AS released;
 SELECT status, result FROM fx.invocation WHERE id = :n7;
 SELECT pg_temp.try(format('SELECT fx_result(%s)', :n7));
 
+-- An attempt that failed because the worker lost its sql's connection
+-- ("lost"): queued again at once, not counted, at most 3 times; then it
+-- counts as a failure like any other (q-once allows one attempt: failed).
+SELECT fx_invoke('q-once', '{"n": 8}') AS n8 \gset
+SELECT args->>'n' AS n, attempt FROM fx.claim('worker-a', 10);
+SELECT count(*) AS accepted FROM fx.finish('worker-a', jsonb_build_array(
+	pg_temp.item(:n8, 1, false, NULL, 'the invocation''s database connection was lost')
+	|| '{"lost": true}'));
+SELECT status, attempts, lost, error, not_before <= now() AS due_now
+  FROM fx.invocation WHERE id = :n8;
+SELECT args->>'n' AS n, attempt FROM fx.claim('worker-a', 10);
+SELECT count(*) AS accepted FROM fx.finish('worker-a', jsonb_build_array(
+	pg_temp.item(:n8, 2, false, NULL, 'lost again') || '{"lost": true}'));
+SELECT args->>'n' AS n, attempt FROM fx.claim('worker-a', 10);
+SELECT count(*) AS accepted FROM fx.finish('worker-a', jsonb_build_array(
+	pg_temp.item(:n8, 3, false, NULL, 'lost a third time') || '{"lost": true}'));
+SELECT status, attempts, lost, error FROM fx.invocation WHERE id = :n8;
+
 --
 -- fx.reap: a lease whose backend is gone, or no longer carries the owner's
 -- application_name, or whose lease expired, is lost; three losses make the
