@@ -42,6 +42,13 @@ chaos: deps
 	$(MAKE) install
 	KILLS=$(KILLS) bash tests/chaos/run.sh
 
+# The chaos cells at full size, minutes each (make check runs them small):
+# CELLS="restart starvation" picks some.
+CELLS ?= terminate restart held-snapshot max-connections retry-storm starvation
+chaos-cells: deps
+	$(MAKE) install
+	SIZE=full CELLS="$(CELLS)" bash tests/chaos/cells.sh
+
 # libFuzzer targets (fuzz/README.md), FUZZ_SECONDS each (make check runs
 # them for 20 s); FUZZ_SAVE=1 merges new coverage into fuzz/corpus/.
 FUZZ_SECONDS ?= 600
@@ -77,4 +84,4 @@ clean:
 	$(MAKE) -C examples/hello-c clean
 	rm -rf build
 
-.PHONY: all deps deps-check install run check chaos fuzz bench clean
+.PHONY: all deps deps-check install run check chaos chaos-cells fuzz bench clean

@@ -25,8 +25,9 @@
  *   none is larger than the limit and together they use no more disk than
  *   the byte limit allows;
  * - no file descriptor is left open.
- * Limits: FX_IMAGE_MAX_BYTES and FX_IMAGE_MAX_ENTRIES are set to MAX_BYTES
- * and MAX_ENTRIES, so one input cannot take long or fill the disk.
+ * Limits: FX_IMAGE_MAX_BYTES = 8 MiB, FX_IMAGE_MAX_ENTRIES = 2000 and
+ * FX_IMAGE_MAX_READ = 64 MiB (bytes decompressed, written or not), so one
+ * input cannot take long or fill the disk.
  *
  * As root it refuses to run where it could write to /etc (fuzz/run.sh runs
  * it with the root file system read-only in a private mount namespace),
@@ -399,6 +400,7 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 	}
 	setenv("FX_IMAGE_MAX_BYTES", "8388608", 1);
 	setenv("FX_IMAGE_MAX_ENTRIES", "2000", 1);
+	setenv("FX_IMAGE_MAX_READ", "67108864", 1);
 	fx_log_min = FX_LOG_ERROR;
 	verbose = getenv("FX_FUZZ_IMAGE_VERBOSE") != NULL;
 	base = dir ? fx_xstrdup(dir) : fx_xasprintf("/tmp/fx-fuzz-image-%d", (int) getpid());

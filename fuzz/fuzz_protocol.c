@@ -10,21 +10,29 @@
  * member (as "value", "output" and "params" are read), fx_json_elements
  * for arrays (as sql's "params" are), fx_json_raw (as results and state
  * are passed on) and fx_txn_refuse for a "query".  The same bytes are
- * also read as a simple-mode function's stdout, by fx_exec_result.
+ * also read as a simple-mode function's stdout, by fx_exec_result, and
+ * as a log line, by fx_utf8_clean.
  *
  * Besides the sanitizers it checks:
  * - the messages do not depend on how the bytes were split;
- * - fx_message_parse returns an object with a string "type", or NULL;
+ * - fx_json_check takes exactly what PostgreSQL's jsonb takes (RFC 8259,
+ *   UTF-8, no \u0000 or unpaired surrogate, numbers numeric can hold:
+ *   the rules below, checked against PostgreSQL 15 by hand);
+ * - fx_message_parse returns an object with a string "type", or NULL; it
+ *   finds nothing wrong only in a message PostgreSQL takes, and then
+ *   everything the worker passes on from it as written (a "value", an
+ *   "output", "args", "payload", a "params" element) is such JSON too;
+ *   the members it parsed are cJSON's, with the text members null and
+ *   arrays and objects empty, but for the elements of "params";
  * - the text fx_json_member finds is one whole JSON value equal to a
  *   member of that name as cJSON parsed it, and when no key is written
  *   with an escape it finds every member cJSON found;
  * - fx_json_elements finds as many elements as cJSON, each equal;
- * - fx_json_raw and fx_exec_result pass the text on unchanged, except
- *   text holding a NUL byte (known: fuzz/README.md);
- * and with FX_FUZZ_STRICT=1 also that what the worker passes on as
- * written (a result, a "value", an "output", a parameter) is JSON that
- * PostgreSQL's jsonb accepts, and that a "query" holds no \u0000 (known
- * to fail: fuzz/README.md).
+ * - fx_json_raw and fx_exec_result pass the text on unchanged (fx_json_raw
+ *   cuts text holding a NUL byte, which fx_json_check never passes), and
+ *   fx_exec_result takes exactly what jsonb takes;
+ * - fx_utf8_clean makes valid UTF-8 without NUL, and leaves such text as
+ *   it is.
  */
 #include <stdbool.h>
 #include <stdint.h>
@@ -44,9 +52,6 @@
 #define MAX_ELEMENTS 64
 #define MAX_DEPTH 1000
 
-static bool strict;				/* FX_FUZZ_STRICT set */
-
-int			LLVMFuzzerInitialize(int *argc, char ***argv);
 int			LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 typedef struct frames
@@ -95,46 +100,64 @@ pg_digits(const char *p, const char *end)
 }
 
 /*
- * A number, within numeric's range: at most 131072 digits before the
- * point and 16383 after it, once the exponent is applied (PostgreSQL 15
- * refuses 1e131072 and 1e-16384 as "value overflows numeric format").
+ * A number, within numeric's range as PostgreSQL 15's numeric_in has it:
+ * an exponent below INT_MAX / 2 in size; at most 16383 digits after the
+ * point once the exponent is applied (trailing zeros count: 1.0e-16383 is
+ * refused); and, unless it is zero, its first non-zero digit at 10^131071
+ * or below (0.001e131074 is taken, 10e131071 is not).
  */
 static const char *
 pg_number(const char *p, const char *end)
 {
-	const char *start;
-	long		before;
-	long		after = 0;
-	long		exp = 0;
+	const char *ip;
+	const char *fp = NULL;
+	long		ilen;
+	long		flen = 0;
+	long long	exp = 0;
+	long long	first = 0;		/* the power of ten of the first non-zero digit */
+	bool		zero = true;
 	bool		neg = false;
 
 	if (p < end && *p == '-')
 		p++;
-	start = p;
+	ip = p;
 	if (p < end && *p == '0')
 		p++;
 	else if ((p = pg_digits(p, end)) == NULL)
 		return NULL;
-	before = p - start;
+	ilen = p - ip;
 	if (p < end && *p == '.')
 	{
-		start = p + 1;
-		if ((p = pg_digits(start, end)) == NULL)
+		fp = p + 1;
+		if ((p = pg_digits(fp, end)) == NULL)
 			return NULL;
-		after = p - start;
+		flen = p - fp;
 	}
 	if (p < end && (*p == 'e' || *p == 'E'))
 	{
+		const char *start;
+
 		p++;
 		if (p < end && (*p == '+' || *p == '-'))
 			neg = *p++ == '-';
 		for (start = p; p < end && *p >= '0' && *p <= '9'; p++)
-			exp = exp < 1000000 ? exp * 10 + (*p - '0') : exp;
+			exp = exp < (1LL << 40) ? exp * 10 + (*p - '0') : exp;
 		if (p == start)
 			return NULL;
 		exp = neg ? -exp : exp;
 	}
-	if (before + exp > 131072 || after - exp > 16383)
+	for (long i = 0; i < ilen + flen && zero; i++)
+	{
+		char		d = i < ilen ? ip[i] : fp[i - ilen];
+
+		if (d != '0')
+		{
+			zero = false;
+			first = ilen - 1 - i;
+		}
+	}
+	if (exp >= 1073741823 || exp <= -1073741823 || flen - exp > 16383 ||
+		(!zero && first + exp > 131071))
 		return NULL;
 	return p;
 }
@@ -193,6 +216,8 @@ pg_container(const char *p, const char *end, int depth)
 {
 	char		close = *p == '{' ? '}' : ']';
 
+	if (depth >= MAX_DEPTH)
+		return NULL;			/* 1000 levels, as cJSON */
 	p = pg_ws(p + 1, end);
 	if (p < end && *p == close)
 		return p + 1;
@@ -275,12 +300,28 @@ pg_json(const char *text, size_t n)
 		utf8_valid((const unsigned char *) text, n);
 }
 
-/* With FX_FUZZ_STRICT: text the worker passes on as written is jsonb. */
+/* Text the worker passes on as written is jsonb. */
 static void
 check_passed_on(const char *text, size_t n, const char *what)
 {
-	if (strict && !pg_json(text, n))
+	if (!pg_json(text, n))
 		fail(what, text, n);
+}
+
+/* fx_json_check against the rules above. */
+static bool
+check_strict(const char *text, size_t n)
+{
+	size_t		at = SIZE_MAX;
+	const char *why = fx_json_check(text, n, &at);
+	bool		pg = pg_json(text, n);
+
+	if ((why == NULL) != pg)
+		fail(pg ? "fx_json_check refuses what PostgreSQL takes" :
+			 "fx_json_check takes what PostgreSQL refuses", text, n);
+	if (at > n)
+		fail("fx_json_check reports a fault outside the text", text, n);
+	return pg;
 }
 
 /*
@@ -451,46 +492,127 @@ is_member(const cJSON *obj, const char *key, const char *text, size_t n)
  * --------------------------------------------------------------------- */
 
 /*
- * Member c of msg, found by fx_json_member as text v[0..len): the same
- * value, passed on unchanged.
+ * Member c of msg (the message as cJSON parses it whole), found by
+ * fx_json_member as text v[0..len): the same value, passed on unchanged
+ * (PASSED: the worker found nothing wrong with the message).
  */
 static void
-check_member(const cJSON *msg, const cJSON *c, const char *v, size_t len)
+check_member(const cJSON *msg, const cJSON *c, const char *v, size_t len, bool passed)
 {
-	bool		passed_on = strcmp(c->string, "value") == 0 ||
-		strcmp(c->string, "output") == 0 || strcmp(c->string, "query") == 0;
+	static const char *const text_members[] = {"value", "output", "args", "payload",
+	"query", "params", NULL};
 	cJSON	   *arr;
 
 	if (!one_value(v, len))
 		fail("fx_json_member returned text that is not one JSON value", v, len);
 	if (!is_member(msg, c->string, v, len))
 		fail("fx_json_member returned a value that is no member of that name", v, len);
-	if (memchr(v, '\0', len) == NULL)	/* known: fuzz/README.md */
+	if (memchr(v, '\0', len) == NULL)	/* fx_json_raw stops at a NUL */
 		check_raw(v, len);
-	if (passed_on)
-		check_passed_on(v, len, "the worker passes on text PostgreSQL refuses");
+	for (int i = 0; passed && text_members[i] != NULL; i++)
+		if (strcmp(c->string, text_members[i]) == 0)
+			check_passed_on(v, len, "the worker passes on text PostgreSQL refuses");
 	/* with duplicate keys, v may be another member than c */
 	arr = cJSON_ParseWithLength(v, len);
 	if (cJSON_IsArray(arr) && cJSON_GetArraySize(arr) <= MAX_ELEMENTS)
-		check_elements(v, len, arr, strcmp(c->string, "params") == 0);
+		check_elements(v, len, arr, passed && strcmp(c->string, "params") == 0);
 	cJSON_Delete(arr);
+}
+
+static bool
+is_text_member(const char *name)
+{
+	return strcmp(name, "value") == 0 || strcmp(name, "output") == 0 ||
+		strcmp(name, "args") == 0 || strcmp(name, "payload") == 0;
+}
+
+/* A scalar is itself, an array or object is empty. */
+static bool
+shallow_of(const cJSON *got, const cJSON *want)
+{
+	if (cJSON_IsArray(want) || cJSON_IsObject(want))
+		return (got->type & 0xff) == (want->type & 0xff) && got->child == NULL;
+	return same_value(got, want);
+}
+
+/*
+ * The message fx_message_parse made, against the whole one (full): the
+ * same members in the same order; text members null, arrays and objects
+ * empty, the elements of "params" each shallow.  PLAIN: no key is written
+ * with an escape, so the names fx_json_parse_message sees are cJSON's.
+ */
+static void
+check_parsed(const cJSON *msg, const cJSON *full, bool plain, const char *body, size_t n)
+{
+	const cJSON *x;
+	const cJSON *y;
+
+	for (x = full->child, y = msg->child; x != NULL && y != NULL; x = x->next, y = y->next)
+	{
+		bool		shallow = shallow_of(y, x);
+
+		if (strcmp(x->string, y->string) != 0)
+			fail("fx_message_parse changed the members", body, n);
+		if (is_text_member(x->string) && (plain || !shallow))
+		{
+			if (!cJSON_IsNull(y))
+				fail("fx_message_parse kept a text member", body, n);
+		}
+		else if (strcmp(x->string, "params") == 0 && cJSON_IsArray(x) &&
+				 (plain || !shallow))
+		{
+			const cJSON *xe;
+			const cJSON *ye;
+
+			if (!cJSON_IsArray(y) || cJSON_GetArraySize(x) != cJSON_GetArraySize(y))
+				fail("fx_message_parse lost elements of \"params\"", body, n);
+			for (xe = x->child, ye = y->child; xe && ye; xe = xe->next, ye = ye->next)
+				if (!shallow_of(ye, xe))
+					fail("fx_message_parse changed an element of \"params\"", body, n);
+		}
+		else if (!shallow)
+			fail("fx_message_parse changed a member", body, n);
+	}
+	if (x != NULL || y != NULL)
+		fail("fx_message_parse has other members than cJSON", body, n);
 }
 
 /* What the worker's handlers read from one message. */
 static void
 read_message(const char *body, size_t n)
 {
-	cJSON	   *msg = fx_message_parse(body, n);
+	char	   *why;
+	cJSON	   *msg = fx_message_parse(body, n, &why);
+	bool		pg = check_strict(body, n);
+	bool		passed = msg != NULL && why == NULL;
+	cJSON	   *full = cJSON_ParseWithLength(body, n);
 	bool		plain = memchr(body, '\\', n) == NULL && memchr(body, '\0', n) == NULL;
 	const cJSON *c;
 	const cJSON *query;
 	const char *probe[] = {"value", "output", "params", "type", "seq", "id", NULL};
 
-	if (msg == NULL)
-		return;
-	if (!cJSON_IsObject(msg) || !cJSON_IsString(cJSON_GetObjectItem(msg, "type")))
+	if (msg != NULL && !cJSON_IsString(cJSON_GetObjectItem(msg, "type")))
 		fail("fx_message_parse accepted a message without a string \"type\"", body, n);
-	cJSON_ArrayForEach(c, msg)
+	if (passed && !pg)
+		fail("fx_message_parse passed a message PostgreSQL refuses", body, n);
+	if (why != NULL && pg)
+		fail("fx_message_parse refused a message PostgreSQL takes", body, n);
+	if (passed && (!cJSON_IsObject(full) ||
+				   !cJSON_IsString(cJSON_GetObjectItem(full, "type"))))
+		fail("fx_message_parse passed a message that is no object with a \"type\"", body, n);
+	if (pg && cJSON_IsObject(full) &&
+		cJSON_IsString(cJSON_GetObjectItem(full, "type")) && !passed)
+		fail("fx_message_parse refused a good message", body, n);
+	if (passed)
+		check_parsed(msg, full, plain, body, n);
+	free(why);
+	cJSON_Delete(msg);
+	if (!cJSON_IsObject(full))
+	{
+		cJSON_Delete(full);
+		return;
+	}
+	cJSON_ArrayForEach(c, full)
 	{
 		const char *v;
 		size_t		len;
@@ -504,20 +626,20 @@ read_message(const char *body, size_t n)
 			continue;
 		if (v < body || v + len > body + n)
 			fail("fx_json_member returned text outside the message", body, n);
-		check_member(msg, c, v, len);
+		check_member(full, c, v, len, passed);
 	}
 	for (int i = 0; probe[i] != NULL; i++)
 	{
 		size_t		len;
 		const char *v = fx_json_member(body, n, probe[i], &len);
 
-		if (v != NULL && !is_member(msg, probe[i], v, len))
+		if (v != NULL && !is_member(full, probe[i], v, len))
 			fail("fx_json_member found a member cJSON does not have", v, len);
 	}
-	query = cJSON_GetObjectItem(msg, "query");
+	query = cJSON_GetObjectItem(full, "query");
 	if (cJSON_IsString(query))
 		(void) fx_txn_refuse(query->valuestring);
-	cJSON_Delete(msg);
+	cJSON_Delete(full);
 }
 
 /* The bytes as a simple-mode function's stdout. */
@@ -525,29 +647,45 @@ static void
 read_stdout(const char *buf, size_t len)
 {
 	char	   *out = fx_xmalloc(len + 1);
+	char	   *why;
 	cJSON	   *result;
 	char	   *text;
+	bool		blank;
 
 	memcpy(out, buf, len);
 	out[len] = '\0';
-	result = fx_exec_result(out, len);
-	if (result != NULL && !cJSON_IsNull(result) && memchr(out, '\0', len) == NULL)
+	blank = strspn(out, " \t\r\n") == len;
+	result = fx_exec_result(out, len, &why);
+	if ((result != NULL) != (blank || check_strict(out, len)))
+		fail("fx_exec_result does not take exactly what PostgreSQL takes", out, len);
+	if ((result == NULL) != (why != NULL))
+		fail("fx_exec_result refuses without saying why", out, len);
+	if (result != NULL && !cJSON_IsNull(result))
 	{
 		text = cJSON_PrintUnformatted(result);
-		if (text == NULL || strcmp(text, out) != 0)
+		if (text == NULL || strlen(text) != len || memcmp(text, out, len) != 0)
 			fail("fx_exec_result does not pass stdout on as written", out, len);
 		check_passed_on(text, strlen(text), "the worker passes on stdout PostgreSQL refuses");
 		cJSON_free(text);
 	}
+	free(why);
 	cJSON_Delete(result);
 	free(out);
 }
 
-int
-LLVMFuzzerInitialize(int *argc, char ***argv)
+/* The bytes as a log line. */
+static void
+read_log(const char *buf, size_t len)
 {
-	strict = getenv("FX_FUZZ_STRICT") != NULL;
-	return 0;
+	char	   *clean = fx_utf8_clean(buf, len);
+	size_t		n = strlen(clean);
+
+	if (!utf8_valid((const unsigned char *) clean, n))
+		fail("fx_utf8_clean made invalid UTF-8", buf, len);
+	if (utf8_valid((const unsigned char *) buf, len) && memchr(buf, '\0', len) == NULL &&
+		(n != len || memcmp(clean, buf, len) != 0))
+		fail("fx_utf8_clean changed valid UTF-8", buf, len);
+	free(clean);
 }
 
 int
@@ -570,5 +708,6 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	for (int i = 0; i < whole.n; i++)
 		read_message(buf + whole.off[i], whole.len[i]);
 	read_stdout(buf, len);
+	read_log(buf, len);
 	return 0;
 }

@@ -64,6 +64,13 @@ seed workflow 15 '{"type":"step","seq":1,"step":1,"name":"charge"}' \
 seed whitespace 2 $' {\t"type" :\r\n"result" , "id":1 , "value" : [ 1 , { } , [ ] ] }'
 seed not-object 0 '[1,2,3]' '"type"' '{"type":3}' '{}'
 seed dup-keys 4 '{"type":"result","id":1,"Value":1,"value":2,"value":3}'
+# jsonb refuses these though cJSON takes them (fx_json_check)
+seed strict-refused 7 '{"type":"result","id":1,"value":[01,-.5,1.,"a\u0000b"]}' \
+	'{"type":"state.set","seq":1,"value":"\ud800"}' \
+	'{"type":"sql","seq":2,"query":"SELECT $1","params":["'$'\x01''",1e131072]}' \
+	'{"type":"result","id":2,"value":"'$'\xc3\x28''"}'
+seed strict-numbers 11 '{"type":"result","id":3,"value":[1e131071,0.001e131074,1e-16383,0e99999,-0,1E+2]}' \
+	'{"type":"result","id":4,"value":[10e131071,1e-16384,0e-16384,1.0e-16383,0e1073741823]}'
 printf '\x00\x04\x00\x00\x01{' >"$P/too-big"
 printf '\x05\x00\x00\x00\x1e{"type":"ready"' >"$P/partial"
 
@@ -241,6 +248,24 @@ layer bomb.tar -cf - zeros
 xz -9 -c bomb.tar >bomb.tar.xz
 rm l/zeros
 image bomb-xz 1 bomb.tar.xz
+# Data that is never written, 256 MiB of it: a whiteout's; and a whole
+# archive, xz'd, whose first member is zeros and whose manifest lists one
+# layer 20 times (each read again from the start): FX_IMAGE_MAX_READ.
+fresh
+head -c 256M /dev/zero >l/.wh.zeros
+layer wh-bomb.tar -cf - .wh.zeros
+xz -9 -c wh-bomb.tar >wh-bomb.tar.xz
+rm l/.wh.zeros wh-bomb.tar
+image bomb-whiteout 1 wh-bomb.tar.xz
+rm -rf outer
+mkdir -p outer/l
+head -c 256M /dev/zero >outer/filler
+printf '{"config":{}}' >outer/c.json
+printf '[{"Config":"c.json","Layers":[%s"l/layer.tar"]}]' "$(printf '"l/layer.tar",%.0s' $(seq 19))" >outer/manifest.json
+cp base.tar outer/l/layer.tar
+(cd outer && tar --owner=0 --group=0 --mtime=@1700000000 -b1 -cf - filler l c.json manifest.json) | xz -9 -c >outer.tar.xz
+rm -rf outer
+image bomb-outer 0 outer.tar.xz
 fresh
 mkdir l/many
 for i in $(seq 1 2100); do : >"l/many/$i"; done

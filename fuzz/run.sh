@@ -2,8 +2,8 @@
 # fuzz/run.sh [TARGET...]: build the libFuzzer targets, run each for
 # FUZZ_SECONDS (default 600), print "ok - fuzz/T: N runs, no crash" or
 # "not ok - fuzz/T: ..." with the reproducer, and exit non-zero if any
-# target failed.  Targets: fuzz_protocol fuzz_image fuzz_http (all by
-# default).
+# target failed.  Targets: fuzz_protocol fuzz_image fuzz_http fuzz_cron
+# (all by default).
 #
 # Each run starts from a scratch copy of fuzz/corpus/T in BUILD/run/T/corpus,
 # so the repository's corpus does not grow; with FUZZ_SAVE=1 the inputs
@@ -20,7 +20,7 @@ BUILD=${BUILD:-$here/../build/fuzz}
 mkdir -p "$BUILD"
 BUILD=$(cd "$BUILD" && pwd)
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(fuzz_protocol fuzz_image fuzz_http)
+[ ${#targets[@]} -gt 0 ] || targets=(fuzz_protocol fuzz_image fuzz_http fuzz_cron)
 failed=0
 
 if ! command -v clang >/dev/null; then

@@ -118,9 +118,20 @@ CREATE INDEX invocation_ready ON fx.invocation ((-priority::bigint), id)
 	WHERE status = 'queued' AND NOT blocked;
 CREATE INDEX invocation_delayed ON fx.invocation (not_before)
 	WHERE status = 'queued' AND NOT blocked;
-CREATE INDEX invocation_running ON fx.invocation (lease_owner)
+/*
+ * With id, a worker's lookup of one of its leases (lease_owner and id) is
+ * one index probe, not a walk over all of its leases' entries, which a
+ * long-held snapshot keeps.
+ */
+CREATE INDEX invocation_running ON fx.invocation (lease_owner, id)
 	WHERE status = 'running';
-CREATE INDEX invocation_key ON fx.invocation (fn, key, id)
+/*
+ * Newest first: "is an earlier one of its key queued or running?" starts
+ * at the row itself and stops at the first one it meets, instead of
+ * stepping over the whole history of the key, whose dead index entries a
+ * long-held snapshot keeps (fx.reap asks it for every blocked row).
+ */
+CREATE INDEX invocation_key ON fx.invocation (fn, key, id DESC)
 	WHERE key IS NOT NULL AND status IN ('queued', 'running');
 CREATE INDEX invocation_blocked ON fx.invocation (fn, key, id)
 	WHERE blocked;
@@ -324,15 +335,24 @@ CREATE VIEW fx.version_list AS
 
 /*
  * Claim up to n runnable invocations for owner, in order of priority, then
- * age.  (after_priority, after_id), the last one a previous claim took,
- * makes the scan start there: under a long-held snapshot the index entries
- * of claimed rows cannot be removed, and a worker draining a long queue
- * would step over all of them on every claim.  Rows behind the cursor (a
- * retry, a delayed one come due, a new one of higher priority) are found by
- * the next claim without one, which a worker makes whenever a claim comes
- * back short, on every wake-up and on its tick.  The caller's session must
- * have application_name = owner: fx.reap() treats a lease whose backend is
- * gone (or no longer carries that name) as lost with its worker.
+ * age.  The scan starts after (after_priority, after_id), the cursor: the
+ * last one a claim of this worker took.  A long-held snapshot keeps the
+ * index entries of every claimed row, and a scan from the start of the
+ * queue steps over all of them; one from the cursor only over those
+ * claimed since.  Two kinds of rows that rank before the cursor are
+ * claimed all the same, in their order:
+ *   - the ids in also: fx.cycle names the next invocation of each key
+ *     whose invocation it has just finished;
+ *   - new ones of a higher priority than the cursor's (id > after_id): the
+ *     older entries of those priorities fail the index condition on id,
+ *     so the scan does not visit their rows.
+ * Others (a retry or a delayed one come due, a woken workflow, one that
+ * fx.reap requeued, one that committed after a later one was claimed) are
+ * found by a claim without a cursor, which the worker makes on wake-ups,
+ * when something comes due and on its tick, as often as its cost allows
+ * (worker/fx_worker.c).  The caller's session must have application_name
+ * = owner: fx.reap() treats a lease whose backend is gone (or no longer
+ * carries that name) as lost with its worker.
  *
  * Single writer: a keyed invocation is runnable only when no earlier
  * invocation of the same (fn, key) is queued (including one waiting to be
@@ -349,23 +369,45 @@ CREATE VIEW fx.version_list AS
  * above is checked all the same.
  */
 CREATE FUNCTION fx.claim(owner text, n int, lease_slack interval DEFAULT '30s',
-						 after_priority int DEFAULT NULL, after_id bigint DEFAULT NULL)
+						 after_priority int DEFAULT NULL, after_id bigint DEFAULT NULL,
+						 also bigint[] DEFAULT NULL)
 RETURNS TABLE (id bigint, epoch int, fn text, version int, args jsonb,
 			   key text, attempt int, idempotency_key text, hash text,
 			   command text[], mode text, memory_mb int, timeout_ms int,
 			   options jsonb, token uuid, priority int, replay boolean, deadline timestamptz)
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
+/*
+ * One plan for every call: a plan made for the arguments of a call (NULL
+ * ones fold branches away, so it always looks cheaper) would be made again
+ * on every call, which costs more than the claim itself.
+ */
+SET plan_cache_mode = force_generic_plan
 AS $$
 #variable_conflict use_column
 BEGIN
 	RETURN QUERY
-	WITH picked AS (
-		SELECT q.id FROM fx.invocation q
-		 WHERE q.status = 'queued' AND NOT q.blocked AND q.not_before <= now()
+	WITH named AS (
+		/*
+		 * By id only: the status test is written so that no partial index
+		 * of queued rows matches it, since a plan made while the table was
+		 * small would read such an index whole.
+		 */
+		SELECT q.id, q.priority FROM fx.invocation q
+		 WHERE cardinality(also) > 0 AND q.id = ANY (also)
+		   AND (q.status = 'queued' AND NOT q.blocked) IS TRUE AND q.not_before <= now()
 		   AND (q.deadline IS NULL OR q.deadline > now())	/* else fx.reap fails it */
-		   AND (-q.priority::bigint, q.id) > (coalesce(-after_priority::bigint, -2147483649),
-											  coalesce(after_id, 0))
+		   AND (q.key IS NULL OR NOT EXISTS (
+				SELECT 1 FROM fx.invocation e
+				 WHERE e.fn = q.fn AND e.key = q.key AND e.id < q.id
+				   AND e.status IN ('queued', 'running')))
+		 FOR UPDATE SKIP LOCKED
+	), higher AS (
+		SELECT q.id, q.priority FROM fx.invocation q
+		 WHERE after_id IS NOT NULL
+		   AND q.status = 'queued' AND NOT q.blocked AND q.not_before <= now()
+		   AND (q.deadline IS NULL OR q.deadline > now())
+		   AND -q.priority::bigint < -after_priority::bigint AND q.id > after_id
 		   AND (q.key IS NULL OR NOT EXISTS (
 				SELECT 1 FROM fx.invocation e
 				 WHERE e.fn = q.fn AND e.key = q.key AND e.id < q.id
@@ -373,6 +415,25 @@ BEGIN
 		 ORDER BY -q.priority::bigint, q.id
 		 LIMIT n
 		 FOR UPDATE SKIP LOCKED
+	), onward AS (
+		SELECT q.id, q.priority FROM fx.invocation q
+		 WHERE q.status = 'queued' AND NOT q.blocked AND q.not_before <= now()
+		   AND (q.deadline IS NULL OR q.deadline > now())
+		   AND (-q.priority::bigint, q.id) > (coalesce(-after_priority::bigint, -2147483649),
+											  coalesce(after_id, 0))
+		   AND (q.key IS NULL OR NOT EXISTS (
+				SELECT 1 FROM fx.invocation e
+				 WHERE e.fn = q.fn AND e.key = q.key AND e.id < q.id
+				   AND e.status IN ('queued', 'running')))
+		 ORDER BY -q.priority::bigint, q.id
+		 LIMIT n - (SELECT count(*) FROM higher)
+		 FOR UPDATE SKIP LOCKED
+	), picked AS (
+		/* the first n of them; the rest (at most as many as named) are not taken */
+		SELECT u.id FROM (SELECT * FROM named UNION SELECT * FROM higher
+						  UNION SELECT * FROM onward) u
+		 ORDER BY -u.priority::bigint, u.id
+		 LIMIT n
 	), claimed AS (
 		UPDATE fx.invocation i
 		   SET status = 'running', attempts = i.attempts + 1,
@@ -555,7 +616,10 @@ $$;
 
 /*
  * One round trip of a busy worker: finish what it has finished, then claim
- * up to n more, in one transaction (one commit for both).
+ * up to n more, in one transaction (one commit for both).  The claim also
+ * takes the next invocation of each key that finished here (its finish
+ * unblocked it), though it ranks before the cursor: keyed items carry
+ * "fn" and "key" for this.
  *
  * The worker commits a cycle that only claims without waiting for the disk
  * (synchronous_commit off, set around this call: a SET inside it would end
@@ -573,13 +637,24 @@ RETURNS TABLE (id bigint, epoch int, fn text, version int, args jsonb,
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+	nexts bigint[];
 BEGIN
 	IF jsonb_array_length(items) > 0 THEN
 		PERFORM count(*) FROM fx.finish(owner, items, backoff_ms);
+		IF n > 0 THEN
+			/* keyed items carry their fn and key */
+			nexts := ARRAY(SELECT x.id FROM jsonb_to_recordset(items) AS it(id bigint, fn text, key text),
+								  LATERAL (SELECT e.id FROM fx.invocation e
+											WHERE e.fn = it.fn AND e.key = it.key AND e.id > it.id
+											  AND e.status = 'queued'
+											ORDER BY e.id LIMIT 1) x
+							WHERE it.key IS NOT NULL);
+		END IF;
 	END IF;
 	IF n > 0 THEN
 		RETURN QUERY SELECT * FROM fx.claim(owner, n, lease_slack_ms * interval '1 ms',
-											after_priority, after_id);
+											after_priority, after_id, nexts);
 	END IF;
 END
 $$;

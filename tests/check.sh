@@ -56,6 +56,7 @@ for t in tests/integration/*.sh tests/sandbox/*.sh; do
 done
 # The chaos suite's small configuration (make chaos runs the large one).
 run_suite chaos env KILLS=200 bash tests/chaos/run.sh
+run_suite chaos-cells env SIZE=small bash tests/chaos/cells.sh
 
 # Memory checkers, once per suite family.
 echo "=== building the worker with ASan + UBSan"
@@ -66,7 +67,8 @@ if make -s -C worker BUILD="$root/build/asan" \
 	for t in tests/integration/10_examples.sh tests/integration/20_failures.sh \
 		tests/integration/30_kill9.sh tests/integration/40_pg_restart.sh \
 		tests/integration/65_logs.sh tests/integration/70_state_sql.sh tests/integration/80_workflow.sh \
-		tests/integration/90_schedule.sh tests/integration/95_http.sh tests/sandbox/10_hostile.sh; do
+		tests/integration/90_schedule.sh tests/integration/95_http.sh tests/integration/97_dashboard.sh \
+		tests/sandbox/10_hostile.sh tests/sandbox/40_protocol.sh tests/sandbox/50_secrets.sh; do
 		[ -f "$t" ] && FX_BIN=$root/build/asan/fx run_suite "asan-$(basename "$t" .sh)" bash "$t"
 	done
 	FX_BIN=$root/build/asan/fx run_suite asan-chaos env KILLS=40 bash tests/chaos/run.sh

@@ -8,6 +8,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <getopt.h>
 #include <stdbool.h>
@@ -53,14 +54,156 @@ fx_parse_duration_ms(const char *s)
 	return -1;
 }
 
+/* ---------------------------------------------------------------------
+ * Connection strings and passwords
+ * --------------------------------------------------------------------- */
+
+/*
+ * Where conninfo cannot be parsed: whether it looks as if it held a
+ * password, "password" anywhere or a URI with user:password@.
+ */
+static bool
+looks_like_password(const char *conninfo)
+{
+	const char *auth = strstr(conninfo, "://");
+	size_t		len;
+	const char *at;
+
+	if (strcasestr(conninfo, "password") != NULL)
+		return true;
+	if (auth == NULL)
+		return false;
+	auth += 3;
+	len = strcspn(auth, "/?");
+	at = memrchr(auth, '@', len);
+	return at != NULL && memchr(auth, ':', (size_t) (at - auth)) != NULL;
+}
+
+/* The password conninfo (key=value or URI) holds, or NULL; allocated. */
+static char *
+conninfo_password(const char *conninfo)
+{
+	char	   *err = NULL;
+	PQconninfoOption *opts = PQconninfoParse(conninfo, &err);
+	char	   *pw = NULL;
+
+	if (opts == NULL)
+	{
+		PQfreemem(err);
+		return looks_like_password(conninfo) ? fx_xstrdup("?") : NULL;
+	}
+	for (PQconninfoOption *o = opts; o->keyword; o++)
+		if (strcmp(o->keyword, "password") == 0 && o->val && o->val[0])
+			pw = fx_xstrdup(o->val);
+	PQconninfoFree(opts);
+	return pw;
+}
+
+static const char password_hint[] =
+"HINT: give the password in PGPASSWORD, in ~/.pgpass (or the file PGPASSFILE names) or in\n"
+"$FX_DB, or put the connection string in a file only you can read and use\n"
+"\"fx worker --db-file FILE\".\n";
+
+void
+fx_cli_check_db(const char *db_opt)
+{
+	char	   *pw;
+
+	if (db_opt == NULL || (pw = conninfo_password(db_opt)) == NULL)
+		return;
+	explicit_bzero(pw, strlen(pw));
+	free(pw);
+	fprintf(stderr, "fx: --db must not contain a password: every user of this host can read "
+			"command lines (ps)\n%s", password_hint);
+	exit(USAGE_ERROR);
+}
+
+char *
+fx_cli_db_file(const char *path)
+{
+	int			fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	struct stat st;
+	char	   *text;
+	ssize_t		n;
+	char	   *pw;
+
+	if (fd < 0 || fstat(fd, &st) < 0)
+	{
+		fprintf(stderr, "fx: cannot read --db-file \"%s\": %s\n", path, strerror(errno));
+		exit(USAGE_ERROR);
+	}
+	if (!S_ISREG(st.st_mode) || st.st_size > 65536)
+	{
+		fprintf(stderr, "fx: --db-file \"%s\" is not a regular file of at most 64 KiB\n", path);
+		exit(USAGE_ERROR);
+	}
+	text = fx_xcalloc(1, (size_t) st.st_size + 1);
+	n = read(fd, text, (size_t) st.st_size);
+	close(fd);
+	if (n < 0)
+	{
+		fprintf(stderr, "fx: cannot read --db-file \"%s\": %s\n", path, strerror(errno));
+		exit(USAGE_ERROR);
+	}
+	text[n] = '\0';
+	while (n > 0 && strchr(" \t\r\n", text[n - 1]))
+		text[--n] = '\0';		/* the file's last newline */
+	pw = conninfo_password(text);
+	if (pw && (st.st_mode & (S_IRWXG | S_IRWXO)))
+	{
+		explicit_bzero(text, strlen(text));
+		fprintf(stderr, "fx: --db-file \"%s\" holds a password but its mode is %04o: other users "
+				"can read it\nHINT: chmod 600 %s\n", path, (unsigned) (st.st_mode & 07777), path);
+		exit(USAGE_ERROR);
+	}
+	if (pw)
+		explicit_bzero(pw, strlen(pw));
+	free(pw);
+	return text;
+}
+
+/* conninfo "key='value' ..." from opts, less its password. */
+static char *
+conninfo_without_password(PQconninfoOption *opts)
+{
+	char	   *out = fx_xstrdup("");
+
+	for (PQconninfoOption *o = opts; o->keyword; o++)
+	{
+		char	   *q;
+		char	   *more;
+		size_t		k = 0;
+
+		if (o->val == NULL || strcmp(o->keyword, "password") == 0)
+			continue;
+		q = fx_xmalloc(2 * strlen(o->val) + 1);
+		for (const char *v = o->val; *v; v++)
+		{
+			if (*v == '\'' || *v == '\\')
+				q[k++] = '\\';
+			q[k++] = *v;
+		}
+		q[k] = '\0';
+		more = fx_xasprintf("%s%s%s='%s'", out, out[0] ? " " : "", o->keyword, q);
+		free(q);
+		free(out);
+		out = more;
+	}
+	return out;
+}
+
 static PGconn *
 connect_db(const char *db_opt)
 {
-	char	   *conninfo = fx_cli_conninfo(db_opt);
+	char	   *conninfo;
 	const char *keys[] = {"dbname", "application_name", NULL};
-	const char *vals[] = {conninfo, "fx", NULL};
-	PGconn	   *conn = PQconnectdbParams(keys, vals, 1);
+	const char *vals[] = {NULL, "fx", NULL};
+	PGconn	   *conn;
 
+	fx_cli_check_db(db_opt);
+	conninfo = fx_cli_conninfo(db_opt);
+	vals[0] = conninfo;
+	conn = PQconnectdbParams(keys, vals, 1);
 	free(conninfo);
 	if (PQstatus(conn) != CONNECTION_OK)
 	{
@@ -836,7 +979,22 @@ fx_cli_psql(int argc, char **argv)
 	for (int i = 1; i < argc; i++)
 		if (strcmp(argv[i], "--db") == 0 && i + 1 < argc)
 			db = argv[++i];
+	fx_cli_check_db(db);
 	conninfo = fx_cli_conninfo(db);
+	{
+		/* $FX_DB's password goes to psql in its environment, not its argv */
+		char	   *pw = conninfo_password(conninfo);
+		PQconninfoOption *opts = pw ? PQconninfoParse(conninfo, NULL) : NULL;
+
+		if (opts)
+		{
+			setenv("PGPASSWORD", pw, 1);
+			free(conninfo);
+			conninfo = conninfo_without_password(opts);
+			PQconninfoFree(opts);
+		}
+		free(pw);
+	}
 	args[n++] = "psql";
 	if (conninfo[0])
 	{

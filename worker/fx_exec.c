@@ -24,15 +24,21 @@
 #include "fx_json.h"
 #include "fx_log.h"
 #include "fx_proc.h"
+#include "fx_secret.h"
 #include "fx_workflow.h"
 
 #define LINE_MAX_BYTES 8192
 #define DETAIL_LINES 5
+#define MAX_WAITING_REQUESTS 64	/* requests without their replies yet */
+#define MAX_UNREAD_BYTES (8u << 20) /* sent to a session, not read by it */
+#define SOCK_EOF_GRACE_MS 1000	/* after a closed socket, wait for the exit */
 
 typedef struct fx_lines
 {
 	char		buf[LINE_MAX_BYTES];
 	size_t		len;
+	fx_secrets *sec;			/* redacted from each line (a reference) */
+	fx_redact_carry carry;		/* a value the last piece ended in */
 } fx_lines;
 
 struct fx_simple
@@ -64,6 +70,11 @@ struct fx_session
 	fx_inv	   *inv;			/* the attempt it runs or will run */
 	char	   *rbuf;			/* bytes from the socket not yet parsed */
 	size_t		rlen;
+	size_t		rcap;			/* rbuf's size */
+	int			waiting;		/* requests of inv not answered yet */
+	bool		sock_eof;		/* it closed its end of the socket */
+	bool		retire;			/* end it after its attempt (secrets changed) */
+	fx_secrets *secrets;		/* what its sandbox was given */
 	fx_lines	out;
 	fx_lines	err;
 	uv_timer_t	idle;
@@ -90,7 +101,7 @@ fx_inv_log(fx_inv *inv, const char *stream, const char *line, size_t n)
 	entry = cJSON_CreateArray();
 	cJSON_AddItemToArray(entry, cJSON_CreateNumber((double) fx_now_ms()));
 	cJSON_AddItemToArray(entry, cJSON_CreateString(stream));
-	copy = strndup(line, n);
+	copy = fx_utf8_clean(line, n);	/* it goes to PostgreSQL as JSON */
 	cJSON_AddItemToArray(entry, cJSON_CreateString(copy));
 	free(copy);
 	cJSON_AddItemToArray(inv->logs, entry);
@@ -111,21 +122,91 @@ log_bounded(fx_exec *ex, fx_inv *inv, const char *stream, const char *line, size
 	fx_inv_log(inv, stream, line, n);
 }
 
-/* Split bytes into lines; each complete line goes to emit. */
+/*
+ * Where to split a full line buffer: before a UTF-8 sequence its end
+ * cuts, so that both parts keep the character.
+ */
+static size_t
+utf8_cut(const char *buf, size_t len)
+{
+	size_t		k = 0;			/* continuation bytes at the end */
+	unsigned char lead;
+	size_t		need;
+
+	while (k < 3 && k < len && ((unsigned char) buf[len - 1 - k] & 0xc0) == 0x80)
+		k++;
+	if (k == len)
+		return len;
+	lead = (unsigned char) buf[len - 1 - k];
+	need = lead >= 0xf0 ? 4 : lead >= 0xe0 ? 3 : lead >= 0xc0 ? 2 : 1;
+	return (lead & 0xc0) == 0xc0 && need > k + 1 && len - 1 - k > 0 ? len - 1 - k : len;
+}
+
+/*
+ * Give a line, or a piece of a longer one (cut_after), to emit, with the
+ * secrets of the process that wrote it redacted (fx_secret.h).
+ */
+static void
+lines_emit(fx_lines *l, size_t n, bool cut_after,
+		   void (*emit) (void *arg, const char *line, size_t len), void *arg)
+{
+	char	   *red;
+	size_t		rn;
+
+	if (fx_secrets_redact_piece(l->sec, l->buf, n, &l->carry, cut_after, &red, &rn))
+	{
+		emit(arg, red, rn);
+		explicit_bzero(red, rn);
+		free(red);
+	}
+	else
+		emit(arg, l->buf, n);
+}
+
+/*
+ * Split bytes into lines; each complete line goes to emit, and so does
+ * the first LINE_MAX_BYTES of a longer one (less the start of a secret
+ * it may end in, which goes with the next piece).
+ */
 static void
 lines_feed(fx_lines *l, const char *data, size_t n,
 		   void (*emit) (void *arg, const char *line, size_t len), void *arg)
 {
-	for (size_t i = 0; i < n; i++)
+	while (n > 0)
 	{
-		if (data[i] == '\n' || l->len == LINE_MAX_BYTES)
+		size_t		room = LINE_MAX_BYTES - l->len;
+		size_t		take = n < room ? n : room;
+		const char *nl;
+
+		if (room == 0)
 		{
-			emit(arg, l->buf, l->len);
-			l->len = 0;
-			if (data[i] == '\n')
-				continue;
+			size_t		cut = *data == '\n' ? l->len : utf8_cut(l->buf, l->len);
+
+			if (*data != '\n')
+				cut -= fx_secrets_keep(l->sec, l->buf, cut);
+			lines_emit(l, cut, *data != '\n', emit, arg);
+			memmove(l->buf, l->buf + cut, l->len - cut);
+			l->len -= cut;
+			if (*data == '\n')
+			{
+				data++;
+				n--;
+			}
+			continue;
 		}
-		l->buf[l->len++] = data[i];
+		if ((nl = memchr(data, '\n', take)) != NULL)
+			take = (size_t) (nl - data);
+		memcpy(l->buf + l->len, data, take);
+		l->len += take;
+		data += take;
+		n -= take;
+		if (nl != NULL)
+		{
+			lines_emit(l, l->len, false, emit, arg);
+			l->len = 0;
+			data++;
+			n--;
+		}
 	}
 }
 
@@ -133,20 +214,30 @@ static void
 lines_flush(fx_lines *l, void (*emit) (void *arg, const char *line, size_t len), void *arg)
 {
 	if (l->len > 0)
-		emit(arg, l->buf, l->len);
+		lines_emit(l, l->len, false, emit, arg);
 	l->len = 0;
 }
 
 void
 fx_inv_fail(fx_inv *inv, bool retryable, const char *error, const char *detail)
 {
+	char	   *red_error = fx_secrets_redact_str(inv->secrets, error);
+	char	   *red_detail = fx_secrets_redact_str(inv->secrets, detail);
+
+	if (red_error)
+		error = red_error;
+	if (red_detail)
+		detail = red_detail;
 	inv->finished = true;
 	inv->ok = false;
 	inv->retryable = retryable;
+	/* they go to PostgreSQL as JSON: valid UTF-8 only, secrets redacted */
 	free(inv->error);
-	inv->error = fx_xstrdup(error);
+	inv->error = fx_utf8_clean(error, strlen(error));
 	free(inv->detail);
-	inv->detail = detail ? fx_xstrdup(detail) : NULL;
+	inv->detail = detail ? fx_utf8_clean(detail, strlen(detail)) : NULL;
+	free(red_error);
+	free(red_detail);
 }
 
 /* The last stderr lines of the attempt, as the detail of its error. */
@@ -299,6 +390,7 @@ make_launch(fx_inv *inv, char **env, fx_launch *l)
 	l->tmp_mb = option_int(inv, "tmp_mb", 64);
 	l->cpu = cJSON_IsNumber(cpu) ? cpu->valuedouble : 1.0;
 	l->net = cJSON_IsTrue(cJSON_GetObjectItem(inv->options, "net"));
+	l->secrets = inv->secrets;
 	if (!inv->image)
 		l->uid = l->gid = -1;
 }
@@ -347,6 +439,9 @@ fx_inv_free(fx_inv *inv)
 	free(inv->detail);
 	cJSON_Delete(inv->logs);
 	free(inv->token);
+	if (inv->secrets)
+		fx_secret_unbind(inv->id, inv->secrets);
+	fx_secrets_unref(inv->secrets);
 	cJSON_Delete(inv->state);
 	fx_wf_free(inv->wf);
 	free(inv);
@@ -397,24 +492,34 @@ simple_closed(fx_proc *p)
 {
 	fx_simple  *s = p->owner;
 
+	fx_secrets_unref(s->err.sec);
 	free(s->out);
 	free(s);
 }
 
-/* Decide the outcome of a simple-mode attempt from how its process ended. */
-cJSON *
-fx_exec_result(const char *out, size_t len)
+/*
+ * Text a function sent that is to go to PostgreSQL as jsonb: NULL if it
+ * takes it, else why not (allocated), "is not valid JSON for ...".
+ */
+static char *
+refuse_json(const char *text, size_t len)
 {
-	cJSON	   *parsed;
-	cJSON	   *result;
+	size_t		at;
+	const char *why = fx_json_check(text, len, &at);
 
+	return why ? fx_xasprintf("is not valid JSON for PostgreSQL: %s at byte %zu", why, at) : NULL;
+}
+
+cJSON *
+fx_exec_result(const char *out, size_t len, char **why)
+{
+	*why = NULL;
 	if (len == 0 || strspn(out, " \t\r\n") == len)
 		return cJSON_CreateNull();
-	/* Checked by cJSON, kept as written (see fx_json.h). */
-	parsed = cJSON_ParseWithLength(out, len);
-	result = parsed ? fx_json_raw(out, len) : NULL;
-	cJSON_Delete(parsed);
-	return result;
+	/* Checked as jsonb reads it, kept as written (see fx_json.h). */
+	if ((*why = refuse_json(out, len)) != NULL)
+		return NULL;
+	return fx_json_raw(out, len);
 }
 
 static void
@@ -457,13 +562,16 @@ simple_outcome(fx_simple *s, fx_inv *inv)
 		free(detail);
 		return;
 	}
-	inv->result = fx_exec_result(s->out, s->out_len);
+	inv->result = fx_exec_result(s->out, s->out_len, &why);
 	if (inv->result == NULL)
 	{
 		char	   *detail = fx_xasprintf("stdout began: %.200s", s->out);
+		char	   *msg = fx_xasprintf("bad output: result %s", why);
 
-		fx_inv_fail(inv, true, "bad output: stdout is not JSON", detail);
+		fx_inv_fail(inv, true, msg, detail);
+		free(msg);
 		free(detail);
+		free(why);
 		return;
 	}
 	inv->finished = true;
@@ -520,6 +628,7 @@ simple_start(fx_exec *ex, fx_inv *inv)
 	}
 	free_strv(env);
 	inv->simple = s;
+	s->err.sec = fx_secrets_ref(inv->secrets);
 	inv->start = s->proc.prewarmed ? FX_START_PREWARMED : FX_START_COLD;
 	fx_proc_write_stdin(&s->proc, inv->args, strlen(inv->args));
 }
@@ -528,13 +637,23 @@ simple_start(fx_exec *ex, fx_inv *inv)
  * Session mode
  * --------------------------------------------------------------------- */
 
+/*
+ * Send msg; -ENOBUFS if what was sent before is still not read: a
+ * function that does not read its replies must not fill our memory.
+ */
 static int
 session_send(fx_session *s, cJSON *msg)
 {
-	char	   *body = cJSON_PrintUnformatted(msg);
-	size_t		n = strlen(body);
-	char	   *frame = fx_xmalloc(n + 4);
+	char	   *body;
+	size_t		n;
+	char	   *frame;
 	int			r;
+
+	if (fx_proc_unsent(&s->proc) > MAX_UNREAD_BYTES)
+		return -ENOBUFS;
+	body = cJSON_PrintUnformatted(msg);
+	n = strlen(body);
+	frame = fx_xmalloc(n + 4);
 
 	frame[0] = (char) (n >> 24);
 	frame[1] = (char) (n >> 16);
@@ -567,6 +686,7 @@ session_invoke(fx_session *s)
 		cJSON_AddNullToObject(msg, "key");
 	cJSON_AddStringToObject(msg, "idempotency_key", inv->idem);
 	cJSON_AddNumberToObject(msg, "deadline", (double) inv->deadline_ms);
+	s->waiting = 0;
 	if (session_send(s, msg) < 0)
 		session_end(s, "cannot write to the session process", NULL);
 	cJSON_Delete(msg);
@@ -593,10 +713,26 @@ session_done(fx_session *s)
 	inv->sess = NULL;
 	uv_timer_start(&s->idle, idle_expired, s->ex->cfg.warm_ttl_ms, 0);
 	finish(s->ex, inv);
+	if (s->sock_eof || s->retire)
+		session_end(s, NULL, NULL);		/* it can take no other */
+}
+
+/*
+ * A result or error message that is refused (why: "is not valid JSON
+ * ..."): it fails its attempt, and the session goes on.
+ */
+static void
+session_bad_reply(fx_session *s, const char *type, const char *why)
+{
+	char	   *msg = fx_xasprintf("bad output: %s %s", type, why);
+
+	fx_inv_fail(s->inv, true, msg, NULL);
+	free(msg);
+	session_done(s);
 }
 
 static void
-session_reply(fx_session *s, cJSON *msg, const char *body, size_t n)
+session_reply(fx_session *s, cJSON *msg, const char *body, size_t n, const char *why)
 {
 	cJSON	   *inv_id = cJSON_GetObjectItem(msg, "id");
 	const char *type = cJSON_GetObjectItem(msg, "type")->valuestring;
@@ -608,11 +744,24 @@ session_reply(fx_session *s, cJSON *msg, const char *body, size_t n)
 		session_end(s, "protocol error: a result for an invocation it was not given", NULL);
 		return;
 	}
+	if (why != NULL)
+	{
+		session_bad_reply(s, type, why);
+		return;
+	}
 	if (strcmp(type, "result") == 0)
 	{
 		size_t		len;
 		const char *value = fx_json_member(body, n, "value", &len);
 
+		if (value != NULL && len > s->ex->cfg.max_result_bytes)
+		{
+			char	   *big = fx_xasprintf("is larger than %zu bytes", s->ex->cfg.max_result_bytes);
+
+			session_bad_reply(s, type, big);
+			free(big);
+			return;
+		}
 		inv->result = value ? fx_json_raw(value, len) : cJSON_CreateNull();
 		inv->finished = true;
 		inv->ok = true;
@@ -642,6 +791,8 @@ fx_exec_reply(fx_inv *inv, const cJSON *seq, cJSON *value, const char *error,
 		cJSON_Delete(value);	/* the attempt is over: nobody to tell */
 		return;
 	}
+	if (s->waiting > 0)
+		s->waiting--;
 	reply = cJSON_CreateObject();
 	cJSON_AddStringToObject(reply, "type", "reply");
 	cJSON_AddItemToObject(reply, "seq", cJSON_Duplicate(seq, true));
@@ -653,7 +804,9 @@ fx_exec_reply(fx_inv *inv, const cJSON *seq, cJSON *value, const char *error,
 	}
 	else
 		cJSON_AddItemToObject(reply, "value", value ? value : cJSON_CreateNull());
-	session_send(s, reply);
+	if (session_send(s, reply) == -ENOBUFS)
+		session_end(s, "protocol error: the session process does not read its replies "
+					"(more than 8 MiB of them unread)", NULL);
 	cJSON_Delete(reply);
 }
 
@@ -673,56 +826,113 @@ fx_frame_next(const char *buf, size_t len, const char **body, size_t *n)
 	return 1;
 }
 
-cJSON *
-fx_message_parse(const char *body, size_t n)
+/*
+ * The members that say what a refused message is and whom it is for,
+ * found in text that may not be JSON at all.
+ */
+static cJSON *
+message_routing(const char *body, size_t n)
 {
-	cJSON	   *msg = cJSON_ParseWithLength(body, n);
+	static const char *const keys[] = {"type", "id", "seq", NULL};
+	cJSON	   *msg = cJSON_CreateObject();
 
-	if (cJSON_IsObject(msg) && cJSON_IsString(cJSON_GetObjectItem(msg, "type")))
+	for (int i = 0; keys[i] != NULL; i++)
+	{
+		size_t		len;
+		const char *v = fx_json_member(body, n, keys[i], &len);
+		cJSON	   *item = v && len <= 64 ? cJSON_ParseWithLength(v, len) : NULL;
+
+		if (cJSON_IsString(item) || cJSON_IsNumber(item))
+			cJSON_AddItemToObject(msg, keys[i], item);
+		else
+			cJSON_Delete(item);
+	}
+	return msg;
+}
+
+cJSON *
+fx_message_parse(const char *body, size_t n, char **why)
+{
+	cJSON	   *msg = NULL;
+	const char *limit = NULL;
+
+	*why = refuse_json(body, n);
+	if (*why == NULL)
+	{
+		msg = fx_json_parse_message(body, n, &limit);
+		if (limit != NULL)
+			*why = fx_xasprintf("has %s", limit);
+	}
+	if (*why != NULL)
+		msg = message_routing(body, n);
+	if (cJSON_IsString(cJSON_GetObjectItem(msg, "type")))
 		return msg;
 	cJSON_Delete(msg);
 	return NULL;
 }
 
+/* A request (a message with a "seq") of the attempt running. */
+static void
+session_request(fx_session *s, cJSON *msg, const char *body, size_t n, const char *why)
+{
+	const char *type = cJSON_GetObjectItem(msg, "type")->valuestring;
+	cJSON	   *seq = cJSON_GetObjectItem(msg, "seq");
+	char	   *err = NULL;
+
+	if (++s->waiting > MAX_WAITING_REQUESTS)
+	{
+		session_end(s, "protocol error: more than 64 requests waiting for their replies", NULL);
+		return;
+	}
+	if (why != NULL)
+	{
+		err = fx_xasprintf("request %s", why);
+		fx_exec_reply(s->inv, seq, NULL, err, "22P02");
+	}
+	else if (s->ex->on_request)
+		s->ex->on_request(s->inv, type, msg, body, n);
+	else
+	{
+		err = fx_xasprintf("unsupported request \"%s\"", type);
+		fx_exec_reply(s->inv, seq, NULL, err, "0A000");
+	}
+	free(err);
+}
+
 static void
 session_message(fx_session *s, const char *body, size_t n)
 {
-	cJSON	   *msg = fx_message_parse(body, n);
-	cJSON	   *type = msg ? cJSON_GetObjectItem(msg, "type") : NULL;
-	cJSON	   *seq;
+	char	   *why;
+	cJSON	   *msg = fx_message_parse(body, n, &why);
+	const char *type = msg ? cJSON_GetObjectItem(msg, "type")->valuestring : NULL;
 
 	if (msg == NULL)
-		session_end(s, "protocol error: a message that is not a JSON object with a \"type\"", NULL);
-	else if (strcmp(type->valuestring, "ready") == 0 && s->state == SESSION_STARTING)
+	{
+		char	   *detail = why ? fx_xasprintf("The message %s.", why) : NULL;
+
+		session_end(s, "protocol error: a message that is not a JSON object with a \"type\"",
+					detail);
+		free(detail);
+	}
+	else if (strcmp(type, "ready") == 0 && s->state == SESSION_STARTING)
 	{
 		if (s->inv)
 			session_invoke(s);
 		else
 			s->state = SESSION_IDLE;
 	}
-	else if (strcmp(type->valuestring, "result") == 0 ||
-			 strcmp(type->valuestring, "error") == 0)
-		session_reply(s, msg, body, n);
-	else if ((seq = cJSON_GetObjectItem(msg, "seq")) != NULL && s->state == SESSION_BUSY)
-	{
-		if (s->ex->on_request)
-			s->ex->on_request(s->inv, type->valuestring, msg, body, n);
-		else
-		{
-			char	   *err = fx_xasprintf("unsupported request \"%s\"", type->valuestring);
-
-			fx_exec_reply(s->inv, seq, NULL, err, "0A000");
-			free(err);
-		}
-	}
+	else if (strcmp(type, "result") == 0 || strcmp(type, "error") == 0)
+		session_reply(s, msg, body, n, why);
+	else if (cJSON_GetObjectItem(msg, "seq") != NULL && s->state == SESSION_BUSY)
+		session_request(s, msg, body, n, why);
 	else
 	{
-		char	   *why = fx_xasprintf("protocol error: unexpected message \"%s\"",
-									   type->valuestring);
+		char	   *err = fx_xasprintf("protocol error: unexpected message \"%s\"", type);
 
-		session_end(s, why, NULL);
-		free(why);
+		session_end(s, err, NULL);
+		free(err);
 	}
+	free(why);
 	cJSON_Delete(msg);
 }
 
@@ -734,7 +944,14 @@ session_on_sock(fx_proc *p, const char *buf, size_t n)
 
 	if (s->state == SESSION_DEAD)
 		return;
-	s->rbuf = fx_xrealloc(s->rbuf, s->rlen + n);
+	if (s->rlen + n > s->rcap)
+	{
+		/* doubling: a large message arrives in many small reads */
+		s->rcap = 2 * s->rcap > FX_MAX_MESSAGE + 4 ? FX_MAX_MESSAGE + 4 : 2 * s->rcap;
+		if (s->rcap < s->rlen + n)
+			s->rcap = s->rlen + n;
+		s->rbuf = fx_xrealloc(s->rbuf, s->rcap);
+	}
 	memcpy(s->rbuf + s->rlen, buf, n);
 	s->rlen += n;
 	while (s->state != SESSION_DEAD)
@@ -757,6 +974,13 @@ session_on_sock(fx_proc *p, const char *buf, size_t n)
 		return;
 	memmove(s->rbuf, s->rbuf + off, s->rlen - off);
 	s->rlen -= off;
+	if (s->rlen == 0 && s->rcap > 65536)
+	{
+		/* an idle session keeps no large buffer */
+		free(s->rbuf);
+		s->rbuf = NULL;
+		s->rcap = 0;
+	}
 }
 
 static void
@@ -785,7 +1009,11 @@ session_on_out(fx_proc *p, const char *buf, size_t n)
 {
 	fx_session *s = p->owner;
 
-	lines_feed(&s->out, buf, n, session_log_out, s);
+	/* a flood after the attempt's log is full: drop it, cheaply */
+	if (s->inv && s->inv->log_truncated)
+		s->out.len = 0;
+	else
+		lines_feed(&s->out, buf, n, session_log_out, s);
 }
 
 static void
@@ -793,7 +1021,57 @@ session_on_err(fx_proc *p, const char *buf, size_t n)
 {
 	fx_session *s = p->owner;
 
-	lines_feed(&s->err, buf, n, session_log_err, s);
+	if (s->inv && s->inv->log_truncated)
+		s->err.len = 0;
+	else
+		lines_feed(&s->err, buf, n, session_log_err, s);
+}
+
+/* "" or how much of a message the socket held when it closed. */
+static char *
+partial_message(fx_session *s)
+{
+	const unsigned char *h = (const unsigned char *) s->rbuf;
+
+	if (s->rlen == 0)
+		return fx_xstrdup("");
+	if (s->rlen < 4)
+		return fx_xasprintf(" in the middle of a message (%zu of the 4 bytes of its length)",
+							s->rlen);
+	return fx_xasprintf(" in the middle of a message (%zu of its %zu bytes)", s->rlen - 4,
+						((size_t) h[0] << 24) | (h[1] << 16) | (h[2] << 8) | h[3]);
+}
+
+static void
+sock_eof_expired(uv_timer_t *t)
+{
+	fx_session *s = t->data;
+	char	   *part = partial_message(s);
+	char	   *why = fx_xasprintf("protocol error: the session process closed its socket%s",
+								   part);
+
+	session_end(s, why, NULL);
+	free(why);
+	free(part);
+}
+
+/*
+ * The process closed its end of the socket: it can answer nothing more.
+ * If it is exiting, its exit says more (and comes with its stderr), so the
+ * attempt it holds fails a moment later unless that comes first.
+ */
+static void
+session_on_sock_eof(fx_proc *p)
+{
+	fx_session *s = p->owner;
+
+	if (s->state == SESSION_DEAD)
+		return;
+	s->sock_eof = true;
+	if (s->inv == NULL)
+		session_end(s, NULL, NULL);
+	else
+		uv_timer_start(&s->idle, sock_eof_expired, SOCK_EOF_GRACE_MS, 0);
 }
 
 static void
@@ -807,10 +1085,12 @@ session_on_exit(fx_proc *p)
 	why = fx_proc_describe(p->status);
 	if (s->inv)
 	{
-		char	   *msg = fx_xasprintf("session process ended: %s", why);
+		char	   *part = partial_message(s);
+		char	   *msg = fx_xasprintf("session process ended: %s%s", why, part);
 		char	   *detail = stderr_tail(s->inv);
 
 		session_end(s, msg, detail);
+		free(part);
 		free(msg);
 		free(detail);
 	}
@@ -825,6 +1105,7 @@ session_freed(uv_handle_t *h)
 	fx_session *s = h->data;
 
 	s->ex->closing--;
+	fx_secrets_unref(s->secrets);
 	free(s->rbuf);
 	free(s->fn);
 	free(s);
@@ -937,6 +1218,7 @@ session_new(fx_exec *ex, fx_inv *inv, char **why)
 	s->proc.on_out = session_on_out;
 	s->proc.on_err = session_on_err;
 	s->proc.on_sock = session_on_sock;
+	s->proc.on_sock_eof = session_on_sock_eof;
 	s->proc.on_exit = session_on_exit;
 	s->proc.on_closed = session_proc_closed;
 	r = fx_proc_start(ex->loop, &spec, &s->proc, why);
@@ -947,6 +1229,8 @@ session_new(fx_exec *ex, fx_inv *inv, char **why)
 		free(s);
 		return NULL;
 	}
+	s->secrets = fx_secrets_ref(inv->secrets);
+	s->out.sec = s->err.sec = s->secrets;
 	uv_timer_init(ex->loop, &s->idle);
 	s->idle.data = s;
 	s->next = ex->sessions;
@@ -963,7 +1247,8 @@ session_start(fx_exec *ex, fx_inv *inv)
 
 	for (s = ex->sessions; s; s = s->next)
 		if (s->state == SESSION_IDLE && s->version == inv->version &&
-			strcmp(s->fn, inv->fn) == 0)
+			strcmp(s->fn, inv->fn) == 0 && !s->retire &&
+			fx_secrets_equal(s->secrets, inv->secrets))
 			break;
 	if (s)
 	{
@@ -1042,6 +1327,25 @@ fx_exec_kill(fx_exec *ex, fx_inv *inv, const char *why)
 		fx_proc_kill(&inv->simple->proc);
 	else if (inv->sess)
 		session_end(inv->sess, why, NULL);
+}
+
+void
+fx_exec_retire(fx_exec *ex, const char *fn)
+{
+	fx_session *s = ex->sessions;
+
+	while (s)
+	{
+		fx_session *next = s->next;
+
+		if (strcmp(s->fn, fn) == 0)
+		{
+			s->retire = true;
+			if (s->state == SESSION_IDLE)
+				session_end(s, NULL, NULL);
+		}
+		s = next;
+	}
 }
 
 void

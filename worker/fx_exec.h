@@ -55,6 +55,8 @@ typedef struct fx_inv
 	char	   *token;			/* the lease's secret: finishes carry it */
 	bool		replay;			/* steps may be recorded from an earlier run */
 	const char *role;			/* options.role: its sql runs as this */
+	struct fx_secrets *secrets; /* its /run/secrets (a reference); NULL until
+								 * fetched (fx_secret.h) */
 
 	/* workflow steps (session mode): fx_workflow.h */
 	struct fx_wf *wf;
@@ -144,9 +146,11 @@ void		fx_exec_reply(fx_inv *inv, const cJSON *seq, cJSON *value,
 
 /*
  * A simple-mode result: stdout out[0..len) (NUL-terminated) as a raw
- * cJSON item, null if it is empty or blank, NULL if it is not JSON.
+ * cJSON item, null if it is empty or blank.  NULL if it is not JSON that
+ * PostgreSQL's jsonb takes, and *why (allocated) says so: "is not valid
+ * JSON for PostgreSQL: \u0000 in a string at byte 9".
  */
-cJSON	   *fx_exec_result(const char *out, size_t len);
+cJSON	   *fx_exec_result(const char *out, size_t len, char **why);
 
 /*
  * Session framing (docs/protocol.md): the message at the start of
@@ -156,11 +160,24 @@ cJSON	   *fx_exec_result(const char *out, size_t len);
  */
 int			fx_frame_next(const char *buf, size_t len, const char **body, size_t *n);
 
-/* A message body parsed: a JSON object with a string "type", else NULL. */
-cJSON	   *fx_message_parse(const char *body, size_t n);
+/*
+ * A message body parsed (fx_json_parse_message): a JSON object with a
+ * string "type", else NULL.  *why (allocated) is NULL if the body is JSON
+ * that PostgreSQL takes (fx_json_check), else says why not ("is not valid
+ * JSON for PostgreSQL: ...", "has more than 65535 elements in
+ * \"params\""); the message then holds only its "type", "id" and "seq",
+ * for the answer.  The caller frees *why.
+ */
+cJSON	   *fx_message_parse(const char *body, size_t n, char **why);
 
 /* Close every warm session process. */
 void		fx_exec_shutdown(fx_exec *ex);
+
+/*
+ * fn's secrets changed: end its warm session processes, the idle ones now
+ * and the busy ones after their attempt (which goes on with the old values).
+ */
+void		fx_exec_retire(fx_exec *ex, const char *fn);
 
 /* Failing an attempt that never started (e.g. its bundle is missing). */
 void		fx_inv_fail(fx_inv *inv, bool retryable, const char *error,

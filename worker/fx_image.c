@@ -25,6 +25,11 @@
  * the same way.  Devices, fifos and sockets are skipped, setuid and setgid
  * bits cleared, ownership not restored (all files belong to the worker),
  * extended attributes not restored, and bytes and entries are capped.
+ * So are layers and the bytes decompressed on the way, counted as they
+ * come (a member's data is read, not skipped, where skipping would mean
+ * decompressing it unseen): a small archive of gigabytes of zeros, read
+ * again for each of many layers, is refused once it has cost 100 times
+ * its size.
  * Symbolic links are kept as they are: an absolute target means the
  * image's own root when the sandbox runs it.  libarchive sets directory
  * modes by path when its writer closes, so before an entry replaces
@@ -71,11 +76,14 @@ typedef enum lex_mode
 	LEX_CLAMP					/* "/" is the root and ".." stops there */
 } lex_mode;
 
-/* The image archive, in memory. */
+/* The image archive, in memory, and what reading it has cost. */
 typedef struct image_src
 {
 	const void *data;
 	size_t		len;
+	unsigned long long read;	/* bytes decompressed, every pass */
+	unsigned long long max_read;
+	unsigned long long ratio_read;	/* max_read by its size alone */
 } image_src;
 
 /* What to read from it. */
@@ -98,6 +106,8 @@ typedef struct applier
 {
 	const char *root;			/* absolute path of the rootfs being built */
 	int			rootfd;
+	image_src  *src;
+	bool		inflating;		/* the current layer is compressed */
 	struct archive *disk;		/* libarchive writer for the current layer */
 	pathset		seen;
 	int			layer;			/* 1-based, for messages */
@@ -112,6 +122,8 @@ typedef struct member_stream
 {
 	struct archive *outer;
 	la_int64_t	offset;
+	image_src  *src;
+	char	  **why;
 } member_stream;
 
 static int	fail(char **why, int rc, const char *fmt,...)
@@ -144,6 +156,46 @@ aerr(struct archive *a)
 	const char *s = archive_error_string(a);
 
 	return s ? s : "unknown error";
+}
+
+/* Is the reader decompressing what it reads? */
+static bool
+inflating(struct archive *a)
+{
+	return archive_filter_code(a, 0) != ARCHIVE_FILTER_NONE;
+}
+
+/* N more bytes decompressed: -EFBIG past the image's budget. */
+static int
+charge(image_src *src, size_t n, char **why)
+{
+	src->read += n;
+	if (src->read <= src->max_read)
+		return 0;
+	if (src->max_read < src->ratio_read)
+		return fail(why, -EFBIG, "image decompresses to more than %llu bytes "
+					"(FX_IMAGE_MAX_READ)", src->max_read);
+	return fail(why, -EFBIG, "image decompresses to more than %llu bytes "
+				"(%llu times its archive of %zu bytes, at least %llu MiB): "
+				"a compression bomb?", src->max_read, FX_IMAGE_READ_RATIO,
+				src->len, FX_IMAGE_MIN_READ >> 20);
+}
+
+/*
+ * The rest of the current entry's data, read and counted (not skipped: a
+ * skip decompresses as much, at once and unseen).
+ */
+static int
+drain(image_src *src, struct archive *in, char **why)
+{
+	const void *buf;
+	size_t		n;
+	la_int64_t	off;
+	int			rc = 0;
+
+	while (rc == 0 && archive_read_data_block(in, &buf, &n, &off) == ARCHIVE_OK)
+		rc = charge(src, n, why);
+	return rc;					/* a read error shows at the next header */
 }
 
 static void
@@ -505,6 +557,8 @@ copy_data(applier *ap, struct archive *in, const char *rel, char **why)
 		ap->bytes += n;
 		if (ap->bytes > ap->max_bytes)
 			return too_big(ap, why);
+		if (ap->inflating && charge(ap->src, n, why) < 0)
+			return -EFBIG;
 		if (archive_write_data_block(ap->disk, buf, n, off) < ARCHIVE_WARN)
 			return fail(why, -EIO, "cannot write \"%s\" (layer %d): %s",
 						rel, ap->layer, aerr(ap->disk));
@@ -721,6 +775,11 @@ member_read(struct archive *a, void *client, const void **buf)
 		r = archive_read_data_block(ms->outer, buf, &n, &off);
 	if (r == ARCHIVE_EOF)
 		return 0;
+	if (r == ARCHIVE_OK && inflating(ms->outer) && charge(ms->src, n, ms->why) < 0)
+	{
+		archive_set_error(a, EFBIG, "%s", *ms->why);
+		return ARCHIVE_FATAL;
+	}
 	if (r != ARCHIVE_OK || off != ms->offset)
 	{
 		archive_set_error(a, EIO, "cannot read the layer from the image archive: %s",
@@ -752,9 +811,10 @@ outer_open(const image_src *src, char **why)
  * 0 with *link set: WANT is a link to that member; -ENOENT: absent.
  */
 static int
-member_seek(struct archive *in, const char *want, char **link, char **why)
+member_seek(image_src *src, struct archive *in, const char *want, char **link, char **why)
 {
 	struct archive_entry *e;
+	bool		counted = inflating(in);
 	int			r;
 
 	*link = NULL;
@@ -767,6 +827,8 @@ member_seek(struct archive *in, const char *want, char **link, char **why)
 		char	   *slash;
 
 		free(n);
+		if (!match && counted && drain(src, in, why) < 0)
+			return -EFBIG;
 		if (!match)
 			continue;
 		if (archive_entry_hardlink(e) != NULL)
@@ -799,7 +861,7 @@ member_seek(struct archive *in, const char *want, char **link, char **why)
  * following links between members (docker save links identical layers).
  */
 static int
-member_find(const image_src *src, const char *name, struct archive **inp, char **why)
+member_find(image_src *src, const char *name, struct archive **inp, char **why)
 {
 	char	   *want = lexical("", name, LEX_STRICT);
 	char	   *link;
@@ -814,7 +876,7 @@ member_find(const image_src *src, const char *name, struct archive **inp, char *
 			rc = fail(why, -ELOOP, "image member \"%s\" is a chain of links", name);
 		else if ((in = outer_open(src, why)) == NULL)
 			rc = -EINVAL;
-		else if ((rc = member_seek(in, want, &link, why)) == 0 && link == NULL)
+		else if ((rc = member_seek(src, in, want, &link, why)) == 0 && link == NULL)
 		{
 			*inp = in;
 			break;
@@ -833,7 +895,7 @@ member_find(const image_src *src, const char *name, struct archive **inp, char *
 }
 
 static int
-read_member(const image_src *src, const char *name, char **bufp, size_t *lenp,
+read_member(image_src *src, const char *name, char **bufp, size_t *lenp,
 			char **why)
 {
 	struct archive *in;
@@ -870,7 +932,7 @@ read_member(const image_src *src, const char *name, char **bufp, size_t *lenp,
 }
 
 static int
-read_json(const image_src *src, const char *name, cJSON **out, char **why)
+read_json(image_src *src, const char *name, cJSON **out, char **why)
 {
 	char	   *buf;
 	size_t		len;
@@ -1040,7 +1102,7 @@ docker_plan(const cJSON *doc, image_plan *plan, char **why)
  * the manifest; *docp is replaced on the way.
  */
 static int
-oci_plan(const image_src *src, cJSON **docp, image_plan *plan, char **why)
+oci_plan(image_src *src, cJSON **docp, image_plan *plan, char **why)
 {
 	const cJSON *x;
 	char	   *name;
@@ -1083,7 +1145,7 @@ oci_plan(const image_src *src, cJSON **docp, image_plan *plan, char **why)
 
 /* Which members hold the config and the layers: docker save or OCI. */
 static int
-read_plan(const image_src *src, image_plan *plan, char **why)
+read_plan(image_src *src, image_plan *plan, char **why)
 {
 	cJSON	   *doc = NULL;
 	int			rc = read_json(src, "manifest.json", &doc, why);
@@ -1109,11 +1171,11 @@ read_plan(const image_src *src, image_plan *plan, char **why)
 }
 
 static int
-apply_layer(applier *ap, const image_src *src, const char *member, char **why)
+apply_layer(applier *ap, image_src *src, const char *member, char **why)
 {
 	struct archive *in = archive_read_new();
 	struct archive_entry *e;
-	member_stream ms = {NULL, 0};
+	member_stream ms = {NULL, 0, src, why};
 	int			r = ARCHIVE_OK;
 	int			rc;
 
@@ -1125,10 +1187,18 @@ apply_layer(applier *ap, const image_src *src, const char *member, char **why)
 		rc = fail(why, -EINVAL, "layer %d (\"%s\") is not a tar archive: %s",
 				  ap->layer, member, aerr(in));
 	if (rc == 0)
+	{
 		disk_open(ap);
+		ap->inflating = inflating(in);
+	}
 	while (rc == 0 &&
 		   ((r = archive_read_next_header(in, &e)) == ARCHIVE_OK || r == ARCHIVE_WARN))
+	{
 		rc = apply_entry(ap, in, e, why);
+		/* what the entry did not use (a device's, a whiteout's data) */
+		if (rc == 0 && ap->inflating)
+			rc = drain(src, in, why);
+	}
 	if (rc == 0 && r != ARCHIVE_EOF)
 		rc = fail(why, -EINVAL, "cannot read layer %d (\"%s\"): %s",
 				  ap->layer, member, aerr(in));
@@ -1547,19 +1617,27 @@ limit(const char *var, unsigned long long max)
 
 /* Build DIR/rootfs and DIR/config.json from the archive. */
 static int
-unpack(const char *dir, const image_src *src, fx_image *img, char **why)
+unpack(const char *dir, image_src *src, fx_image *img, char **why)
 {
 	char	   *tmp = tmp_name(dir, "rootfs");
 	char	   *final = fx_xasprintf("%s/rootfs", dir);
 	image_plan	plan = {NULL, NULL};
 	cJSON	   *config = NULL;
 	applier		ap;
+	unsigned long long max_layers;
+	size_t		nlayers = 0;
 	int			rc = 0;
 
 	memset(&ap, 0, sizeof(ap));
 	ap.root = tmp;
 	ap.max_bytes = limit("FX_IMAGE_MAX_BYTES", FX_IMAGE_MAX_BYTES);
 	ap.max_entries = limit("FX_IMAGE_MAX_ENTRIES", FX_IMAGE_MAX_ENTRIES);
+	ap.src = src;
+	max_layers = limit("FX_IMAGE_MAX_LAYERS", FX_IMAGE_MAX_LAYERS);
+	src->read = 0;
+	src->ratio_read = src->len < FX_IMAGE_MIN_READ / FX_IMAGE_READ_RATIO ? FX_IMAGE_MIN_READ :
+		FX_IMAGE_READ_RATIO * src->len;
+	src->max_read = limit("FX_IMAGE_MAX_READ", src->ratio_read);
 	remove_at(AT_FDCWD, tmp, 0);	/* left by a crashed worker with our pid */
 	if (mkdir(tmp, 0700) < 0 ||
 		(ap.rootfd = open(tmp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0)
@@ -1569,6 +1647,10 @@ unpack(const char *dir, const image_src *src, fx_image *img, char **why)
 	}
 	if (rc == 0)
 		rc = read_plan(src, &plan, why);
+	while (rc == 0 && plan.layers != NULL && plan.layers[nlayers] != NULL)
+		nlayers++;
+	if (rc == 0 && nlayers > max_layers)
+		rc = fail(why, -EFBIG, "image has more than %llu layers (%zu)", max_layers, nlayers);
 	if (rc == 0)
 		rc = read_json(src, plan.config, &config, why);
 	if (rc == 0)
@@ -1587,8 +1669,8 @@ unpack(const char *dir, const image_src *src, fx_image *img, char **why)
 	if (rc == 0)
 		rc = publish(tmp, final, why);
 	if (rc == 0)
-		fx_debug("image %s: %d layers, %llu bytes in %llu entries", dir,
-				 ap.layer, ap.bytes, ap.entries);
+		fx_debug("image %s: %d layers, %llu bytes in %llu entries, %llu decompressed",
+				 dir, ap.layer, ap.bytes, ap.entries, src->read);
 	if (ap.rootfd >= 0)
 		close(ap.rootfd);
 	if (rc < 0)
@@ -1615,7 +1697,7 @@ int
 fx_image_prepare(const char *cache, const char *key, const void *data,
 				 size_t len, fx_image *img, char **why)
 {
-	image_src	src = {data, len};
+	image_src	src = {data, len, 0, 0, 0};
 	char	   *path;
 	char	   *dir = NULL;
 	int			rc;

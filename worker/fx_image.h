@@ -27,10 +27,19 @@ typedef struct fx_image
 
 /*
  * Limits on what one image may unpack to; the environment variables
- * FX_IMAGE_MAX_BYTES and FX_IMAGE_MAX_ENTRIES lower them (for tests).
+ * FX_IMAGE_MAX_BYTES, FX_IMAGE_MAX_ENTRIES, FX_IMAGE_MAX_LAYERS and
+ * FX_IMAGE_MAX_READ lower them (for tests).  MAX_BYTES bounds the files
+ * written, MAX_READ the bytes decompressed on the way, all passes over the
+ * archive together (each member is found by reading the archive from its
+ * start): FX_IMAGE_READ_RATIO times the archive's size, at least
+ * FX_IMAGE_MIN_READ, so that a compression bomb (a small archive of
+ * gigabytes of zeros, listed as many layers) is refused within a second.
  */
 #define FX_IMAGE_MAX_BYTES		(4ULL << 30)
 #define FX_IMAGE_MAX_ENTRIES	1000000ULL
+#define FX_IMAGE_MAX_LAYERS		128ULL
+#define FX_IMAGE_READ_RATIO		100ULL
+#define FX_IMAGE_MIN_READ		(256ULL << 20)
 
 /*
  * Unpack the image archive (DATA, LEN bytes in memory) into CACHE/<key>/

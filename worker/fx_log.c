@@ -11,6 +11,7 @@
 #include "fx_log.h"
 
 fx_log_level fx_log_min = FX_LOG_INFO;
+char	   *(*fx_log_redact) (int64_t invocation, const char *msg);
 
 static const char *const level_names[] = {"debug", "info", "warning", "error"};
 
@@ -19,6 +20,7 @@ fx_log(fx_log_level level, int64_t invocation, const char *fmt,...)
 {
 	char		stamp[32];
 	char		msg[2048];
+	char	   *redacted = NULL;
 	struct timespec ts;
 	struct tm	tm;
 	va_list		ap;
@@ -31,12 +33,16 @@ fx_log(fx_log_level level, int64_t invocation, const char *fmt,...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	if (invocation > 0 && fx_log_redact)
+		redacted = fx_log_redact(invocation, msg);
 	if (invocation > 0)
 		fprintf(stderr, "%s.%03ld fx %s: invocation %lld: %s\n", stamp,
-				ts.tv_nsec / 1000000, level_names[level], (long long) invocation, msg);
+				ts.tv_nsec / 1000000, level_names[level], (long long) invocation,
+				redacted ? redacted : msg);
 	else
 		fprintf(stderr, "%s.%03ld fx %s: %s\n", stamp, ts.tv_nsec / 1000000,
 				level_names[level], msg);
+	free(redacted);
 }
 
 void *

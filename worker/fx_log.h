@@ -17,6 +17,13 @@ typedef enum fx_log_level
 
 extern fx_log_level fx_log_min;
 
+/*
+ * If set, a line about an invocation goes through it first: it returns
+ * the line with that invocation's secrets redacted (allocated), or NULL
+ * if there is nothing to redact (fx_secret.c sets it).
+ */
+extern char *(*fx_log_redact) (int64_t invocation, const char *msg);
+
 void		fx_log(fx_log_level level, int64_t invocation, const char *fmt,...)
 			__attribute__((format(printf, 3, 4)));
 

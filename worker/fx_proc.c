@@ -531,6 +531,12 @@ fx_proc_send(fx_proc *p, const char *buf, size_t n)
 	return write_to((uv_stream_t *) &p->sock, buf, n);
 }
 
+size_t
+fx_proc_unsent(fx_proc *p)
+{
+	return p->has_sock ? uv_stream_get_write_queue_size((uv_stream_t *) &p->sock) : 0;
+}
+
 void
 fx_proc_kill(fx_proc *p)
 {

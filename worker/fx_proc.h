@@ -79,6 +79,9 @@ void		fx_proc_write_stdin(fx_proc *p, const char *buf, size_t n);
 /* Write to the protocol socket; buf is copied. */
 int			fx_proc_send(fx_proc *p, const char *buf, size_t n);
 
+/* Bytes given to fx_proc_send that the process has not taken yet. */
+size_t		fx_proc_unsent(fx_proc *p);
+
 /* SIGKILL the whole process group. */
 void		fx_proc_kill(fx_proc *p);
 

@@ -280,8 +280,12 @@ sql(fx_requests *r, fx_inv *inv, const cJSON *msg, const cJSON *seq, const char 
 
 		/* cJSON validated the text, so this finds the same n elements */
 		if (ptext != NULL && fx_json_elements(ptext, plen, starts, lens, n) == n)
-			for (int i = 0; i < n; i++)
-				values[i] = param_text(cJSON_GetArrayItem(params, i), starts[i], lens[i]);
+		{
+			const cJSON *p = params->child;		/* walked: indexing is O(n) */
+
+			for (int i = 0; i < n && p; i++, p = p->next)
+				values[i] = param_text(p, starts[i], lens[i]);
+		}
 		free(starts);
 		free(lens);
 	}

@@ -44,6 +44,7 @@
 #include "fx_log.h"
 #include "fx_sandbox.h"
 #include "fx_seccomp.h"
+#include "fx_secret.h"
 
 /* Fixed descriptor numbers in the child. */
 enum
@@ -61,7 +62,7 @@ enum step
 {
 	STEP_FDS, STEP_GO, STEP_IDS, STEP_MOUNT_ROOT, STEP_MOUNT_USR, STEP_MOUNT_FN,
 	STEP_MOUNT_TMP, STEP_MOUNT_PROC, STEP_MOUNT_DEV, STEP_ETC, STEP_PIVOT,
-	STEP_FORK, STEP_PRIVS, STEP_SECCOMP, STEP_CHDIR, STEP_EXEC
+	STEP_FORK, STEP_PRIVS, STEP_SECCOMP, STEP_SECRETS, STEP_NOT_ROOT, STEP_CHDIR, STEP_EXEC
 };
 
 static const char *const step_names[] = {
@@ -69,6 +70,7 @@ static const char *const step_names[] = {
 	"mount the root", "mount /usr", "mount the bundle at /fn", "mount /tmp",
 	"mount /proc", "set up /dev", "write /etc", "enter the new root",
 	"start the function", "drop privileges", "load the seccomp filter",
+	"write /run/secrets", "run the function as a user other than root",
 	"enter the working directory", "execute the command"
 };
 
@@ -83,8 +85,17 @@ typedef struct go_header
 	uint32_t	argc;
 	uint32_t	envc;
 	uint32_t	net;
+	uint32_t	nsecrets;
+	uint32_t	secrets_kb;		/* size of the /run tmpfs holding them */
 	/* then: bundle_dir, rootfs ("" = host), workdir, argv..., envp..., NULs */
+	/* then, nsecrets times: secret_header, name, value (no NULs) */
 } go_header;
+
+typedef struct secret_header
+{
+	uint32_t	name_len;
+	uint32_t	value_len;
+} secret_header;
 
 struct fx_stem
 {
@@ -126,6 +137,9 @@ static char go_buf[GO_MAX];
 static char *go_argv[GO_MAXV];
 static char *go_envp[GO_MAXV];
 static char path_buf[4096];
+static char secret_path[sizeof("/run/secrets/") + FX_SECRET_MAX_NAME];
+static char secret_chunk[16384];
+static char id_map[4096];
 
 static void __attribute__((noreturn))
 child_fail(enum step step)
@@ -245,6 +259,22 @@ tmp_options(char *buf, uint32_t mb)
 	stpcpy(p, "m,mode=1777");
 }
 
+/* The decimal digits of v at p, NUL-terminated; returns the NUL. */
+static char *
+put_uint(char *p, uint32_t v)
+{
+	char		digits[16];
+	int			n = 0;
+
+	do
+		digits[n++] = (char) ('0' + v % 10);
+	while ((v /= 10) > 0 && n < 15);
+	while (n > 0)
+		*p++ = digits[--n];
+	*p = '\0';
+	return p;
+}
+
 static void
 must_mount(enum step step, const char *src, const char *dst, const char *type,
 		   unsigned long flags, const char *data)
@@ -351,7 +381,8 @@ prepare_root(void)
 
 /* After the launch: what depends on the function, then enter the root. */
 static void
-finish_root(const char *bundle, const char *rootfs, uint32_t tmp_mb, bool net)
+finish_root(const char *bundle, const char *rootfs, uint32_t tmp_mb, bool net,
+			bool secrets)
 {
 	char		opts[64];
 
@@ -371,6 +402,8 @@ finish_root(const char *bundle, const char *rootfs, uint32_t tmp_mb, bool net)
 			child_fail(STEP_MOUNT_ROOT);
 		if (net)
 			write_text("etc/resolv.conf", "nameserver 10.0.2.3\n");
+		if (secrets && mkdir("run", 0755) < 0)	/* an image has its own */
+			child_fail(STEP_SECRETS);
 		bind_ro(STEP_MOUNT_FN, bundle, "fn");
 	}
 	tmp_options(opts, tmp_mb ? tmp_mb : 1);
@@ -404,6 +437,194 @@ drop_privileges(uid_t uid, gid_t gid)
 		child_fail(STEP_PRIVS);
 	if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &sb.seccomp) < 0)
 		child_fail(STEP_SECCOMP);
+}
+
+static void __attribute__((noreturn))
+secrets_fail(void)
+{
+	int			e = errno;
+
+	memset(secret_chunk, 0, sizeof(secret_chunk));
+	errno = e;
+	child_fail(STEP_SECRETS);
+}
+
+static int
+write_full(int fd, const char *buf, size_t n)
+{
+	while (n > 0)
+	{
+		ssize_t		w = write(fd, buf, n);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return -1;
+		buf += w;
+		n -= (size_t) w;
+	}
+	return 0;
+}
+
+/* A name from the go pipe: what fx_secret_name_ok allows, so no "/". */
+static bool
+secret_name_ok(const char *name, uint32_t len)
+{
+	for (uint32_t i = 0; i < len; i++)
+	{
+		char		c = name[i];
+
+		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_' ||
+			  (i > 0 && ((c >= '0' && c <= '9') || c == '.' || c == '-'))))
+			return false;
+	}
+	return len > 0;
+}
+
+/* One secret from the go pipe into /run/secrets/NAME, 0400, the function's. */
+static void
+write_secret(uint32_t uid, uint32_t gid)
+{
+	secret_header sh;
+	char	   *name = secret_path + sizeof("/run/secrets/") - 1;
+	int			fd;
+
+	if (read_full(FD_GO, (char *) &sh, sizeof(sh)) != (ssize_t) sizeof(sh) ||
+		sh.name_len == 0 || sh.name_len > FX_SECRET_MAX_NAME ||
+		sh.value_len > FX_SECRET_MAX_VALUE ||
+		read_full(FD_GO, name, sh.name_len) != (ssize_t) sh.name_len)
+	{
+		errno = EPROTO;
+		secrets_fail();
+	}
+	name[sh.name_len] = '\0';
+	if (!secret_name_ok(name, sh.name_len))
+	{
+		errno = EINVAL;
+		secrets_fail();
+	}
+	fd = open(secret_path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0400);
+	if (fd < 0)
+		secrets_fail();
+	for (uint32_t left = sh.value_len; left > 0;)
+	{
+		size_t		n = left < sizeof(secret_chunk) ? left : sizeof(secret_chunk);
+
+		if (read_full(FD_GO, secret_chunk, n) != (ssize_t) n)
+		{
+			errno = EPROTO;
+			secrets_fail();
+		}
+		if (write_full(fd, secret_chunk, n) < 0)
+			secrets_fail();
+		left -= (uint32_t) n;
+	}
+	if (fchown(fd, uid, gid) < 0 || fchmod(fd, 0400) < 0)
+		secrets_fail();
+	close(fd);
+}
+
+/*
+ * The function's secrets, read from the go pipe: a tmpfs of their size
+ * at /run (in this mount namespace only, so nothing of them is on a host
+ * path), /run/secrets 0500 and each file 0400, owned by the function's
+ * uid, then the whole mount read-only.
+ */
+static void
+mount_secrets(const go_header *h)
+{
+	char		opts[96];
+	char	   *p = opts;
+
+	p = stpcpy(p, "size=");
+	p = put_uint(p, h->secrets_kb);
+	p = stpcpy(p, "k,nr_inodes=");
+	p = put_uint(p, h->nsecrets + 8);
+	stpcpy(p, ",mode=755");
+	must_mount(STEP_SECRETS, "fx", "/run", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, opts);
+	if (mkdir("/run/secrets", 0700) < 0)
+		child_fail(STEP_SECRETS);
+	memcpy(secret_path, "/run/secrets/", sizeof("/run/secrets/"));
+	for (uint32_t i = 0; i < h->nsecrets; i++)
+		write_secret(h->uid, h->gid);
+	memset(secret_chunk, 0, sizeof(secret_chunk));
+	if (chown("/run/secrets", h->uid, h->gid) < 0 || chmod("/run/secrets", 0500) < 0)
+		child_fail(STEP_SECRETS);
+	must_mount(STEP_SECRETS, "none", "/run", "",
+			   MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
+}
+
+/* Parse one unsigned number at *p, skipping blanks before it. */
+static bool
+parse_uint(const char **p, unsigned long *v)
+{
+	const char *s = *p;
+
+	while (*s == ' ' || *s == '\t')
+		s++;
+	if (*s < '0' || *s > '9')
+		return false;
+	for (*v = 0; *s >= '0' && *s <= '9'; s++)
+		*v = *v * 10 + (unsigned long) (*s - '0');
+	*p = s;
+	return true;
+}
+
+/* The host id that id maps to by map_file (/proc/self/uid_map), or 0. */
+static unsigned long
+host_id(const char *map_file, unsigned long id)
+{
+	int			fd = open(map_file, O_RDONLY | O_CLOEXEC);
+	ssize_t		n;
+	const char *p = id_map;
+
+	if (fd < 0)
+		return 0;
+	n = read_full(fd, id_map, sizeof(id_map) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	id_map[n] = '\0';
+	while (*p)
+	{
+		unsigned long inside,
+					outside,
+					count;
+
+		if (!parse_uint(&p, &inside) || !parse_uint(&p, &outside) || !parse_uint(&p, &count))
+			return 0;
+		if (id >= inside && id - inside < count)
+			return outside + (id - inside);
+		while (*p == ' ' || *p == '\n')
+			p++;
+	}
+	return 0;
+}
+
+/*
+ * Right before the exec: the function is not root, neither in the sandbox
+ * (every uid and gid it holds) nor on the host (what its ids map to).
+ * Configuration cannot make it so (fx_sandbox_launch checks too); this is
+ * defence in depth.
+ */
+static void
+check_not_root(void)
+{
+	uid_t		r,
+				e,
+				s;
+	gid_t		gr,
+				ge,
+				gs;
+
+	if (syscall(SYS_getresuid, &r, &e, &s) < 0 || syscall(SYS_getresgid, &gr, &ge, &gs) < 0)
+		child_fail(STEP_NOT_ROOT);
+	if (r == 0 || e == 0 || s == 0 || gr == 0 || ge == 0 || gs == 0 ||
+		host_id("/proc/self/uid_map", e) == 0 || host_id("/proc/self/gid_map", ge) == 0)
+	{
+		errno = EPERM;
+		child_fail(STEP_NOT_ROOT);
+	}
 }
 
 /* execvpe without malloc: PATH from the function's environment. */
@@ -499,7 +720,9 @@ child_main(const int fds[FD_LAST - FD_IN])
 	prepare_root();
 
 	h = receive_go(&bundle, &rootfs, &workdir);
-	finish_root(bundle, rootfs, h->tmp_mb, h->net != 0);
+	finish_root(bundle, rootfs, h->tmp_mb, h->net != 0, h->nsecrets > 0);
+	if (h->nsecrets > 0)
+		mount_secrets(h);
 
 	fn = (pid_t) syscall(SYS_clone, SIGCHLD, NULL, NULL, NULL, 0);
 	if (fn < 0)
@@ -514,6 +737,7 @@ child_main(const int fds[FD_LAST - FD_IN])
 	syscall(SYS_close_range, FD_EXEC + 1, ~0U, 0);
 	setsid();
 	drop_privileges(h->uid, h->gid);
+	check_not_root();
 	if (chdir(workdir[0] ? workdir : "/fn") < 0)
 		child_fail(STEP_CHDIR);
 	exec_function();
@@ -882,8 +1106,82 @@ refill(void)
 	}
 }
 
+/*
+ * The function's uid and gid in the sandbox: the image's user when the
+ * worker is root (an image's root is uid 1000 too), else 1000.  Never 0,
+ * inside or on the host: a hard check, though no option can make it so.
+ */
 static int
-send_go(fx_stem *s, const fx_launch *l)
+launch_ids(const fx_launch *l, uint32_t *uid, uint32_t *gid, char **why)
+{
+	unsigned long host_uid,
+				host_gid;
+
+	*uid = l->uid > 0 && sb.uid == 0 ? (uint32_t) l->uid : DEFAULT_UID;
+	*gid = l->gid > 0 && sb.uid == 0 ? (uint32_t) l->gid : DEFAULT_UID;
+	host_uid = sb.uid == 0 ? ROOT_UID_BASE + (unsigned long) *uid : (unsigned long) sb.uid;
+	host_gid = sb.uid == 0 ? ROOT_UID_BASE + (unsigned long) *gid : (unsigned long) sb.gid;
+	if (*uid == 0 || *gid == 0 || host_uid == 0 || host_gid == 0)
+	{
+		*why = fx_xasprintf("refusing to run the function as root (uid %u, gid %u in the sandbox; "
+							"%lu, %lu on the host)", *uid, *gid, host_uid, host_gid);
+		return -EPERM;
+	}
+	return 0;
+}
+
+/* The /run tmpfs for the secrets, in KiB: a page per 4 KiB or part. */
+static uint32_t
+secrets_kb(const struct fx_secrets *set)
+{
+	uint32_t	kb = 16;
+
+	for (int i = 0; i < fx_secrets_count(set); i++)
+		kb += 4 * (uint32_t) ((fx_secrets_get(set, i)->len + 4095) / 4096 + 1);
+	return kb;
+}
+
+static int
+write_all(int fd, const void *buf, size_t n)
+{
+	const char *p = buf;
+
+	while (n > 0)
+	{
+		ssize_t		w = write(fd, p, n);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			return -errno;
+		p += w;
+		n -= (size_t) w;
+	}
+	return 0;
+}
+
+/* After the launch description: each secret, as write_secret reads it. */
+static int
+send_secrets(fx_stem *s, const struct fx_secrets *set)
+{
+	int			rc = 0;
+
+	for (int i = 0; rc == 0 && i < fx_secrets_count(set); i++)
+	{
+		const fx_secret *sec = fx_secrets_get(set, i);
+		secret_header sh = {(uint32_t) strlen(sec->name), (uint32_t) sec->len};
+
+		rc = write_all(s->go, &sh, sizeof(sh));
+		if (rc == 0)
+			rc = write_all(s->go, sec->name, sh.name_len);
+		if (rc == 0)
+			rc = write_all(s->go, sec->value, sec->len);
+	}
+	return rc;
+}
+
+static int
+send_go(fx_stem *s, const fx_launch *l, uint32_t uid, uint32_t gid)
 {
 	size_t		len = sizeof(go_header);
 	char	   *msg;
@@ -906,12 +1204,14 @@ send_go(fx_stem *s, const fx_launch *l)
 	memset(&h, 0, sizeof(h));
 	h.len = (uint32_t) len;
 	h.session = l->session;
-	h.uid = l->uid > 0 && sb.uid == 0 ? (uint32_t) l->uid : DEFAULT_UID;
-	h.gid = l->gid > 0 && sb.uid == 0 ? (uint32_t) l->gid : DEFAULT_UID;
+	h.uid = uid;
+	h.gid = gid;
 	h.tmp_mb = (uint32_t) l->tmp_mb;
 	h.argc = argc;
 	h.envc = envc;
 	h.net = l->net;
+	h.nsecrets = (uint32_t) fx_secrets_count(l->secrets);
+	h.secrets_kb = secrets_kb(l->secrets);
 	msg = fx_xmalloc(len);
 	memcpy(msg, &h, sizeof(h));
 	p = msg + sizeof(h);
@@ -923,7 +1223,9 @@ send_go(fx_stem *s, const fx_launch *l)
 		p = stpcpy(p, l->envp[i]) + 1;
 	n = write(s->go, msg, len);	/* blocking: the child is reading */
 	free(msg);
-	return n == (ssize_t) len ? 0 : -EPIPE;
+	if (n != (ssize_t) len)
+		return -EPIPE;
+	return send_secrets(s, l->secrets) < 0 ? -EPIPE : 0;
 }
 
 int
@@ -933,7 +1235,19 @@ fx_sandbox_launch(const fx_launch *l, fx_sandboxed *out, char **why)
 	int			msg[2];
 	ssize_t		n;
 	int			rc;
+	uint32_t	uid,
+				gid;
 
+	if ((rc = launch_ids(l, &uid, &gid, why)) < 0)
+		return rc;
+	if (l->secrets && l->rootfs && fx_secrets_count(l->secrets) > 0)
+	{
+		/* the mount point for /run/secrets, in an image unpacked before it was needed */
+		char	   *run = fx_xasprintf("%s/run", l->rootfs);
+
+		(void) mkdir(run, 0755);	/* not following a link: EEXIST */
+		free(run);
+	}
 	if (s)
 	{
 		sb.pool = s->next;
@@ -956,22 +1270,24 @@ fx_sandbox_launch(const fx_launch *l, fx_sandboxed *out, char **why)
 		discard(s);
 		return rc;
 	}
-	rc = send_go(s, l);
-	if (rc < 0)
+	rc = send_go(s, l, uid, gid);
+	if (rc < 0 && rc != -EPIPE)
 	{
 		*why = fx_xasprintf("cannot launch the sandbox: %s", strerror(-rc));
 		discard(s);
 		return rc;
 	}
+	/* -EPIPE: the child stopped reading; its exec-error pipe says why. */
 	close(s->go);
 	s->go = -1;
 	/* Setting up takes about a millisecond; never wait forever on it. */
 	{
 		struct pollfd pfd = {s->exec_err, POLLIN, 0};
+		int			ready;
 
-		while ((rc = poll(&pfd, 1, 10000)) < 0 && errno == EINTR)
+		while ((ready = poll(&pfd, 1, 10000)) < 0 && errno == EINTR)
 			;
-		if (rc == 0)
+		if (ready == 0)
 		{
 			*why = fx_xstrdup("the sandbox did not start within 10 s");
 			discard(s);
@@ -991,6 +1307,12 @@ fx_sandbox_launch(const fx_launch *l, fx_sandboxed *out, char **why)
 			: fx_xasprintf("cannot %s in the sandbox: %s", step_names[step], strerror(msg[1]));
 		discard(s);
 		return -msg[1];
+	}
+	if (rc < 0)
+	{
+		*why = fx_xasprintf("cannot launch the sandbox: %s", strerror(-rc));
+		discard(s);
+		return rc;
 	}
 	out->pid = s->pid;
 	out->pidfd = s->pidfd;

@@ -5,8 +5,10 @@
  * cgroup namespaces, in a cgroup of its own, that waits for a launch: then
  * it builds a read-only root (the host's /usr, or an image's root file
  * system), with the function's bundle read-only at /fn, a size-capped /tmp,
- * its own /proc and a minimal /dev, and runs the function as an unprivileged
- * user with no capabilities, no_new_privs and a seccomp filter.  Creating
+ * its own /proc and a minimal /dev, the function's secrets as files in a
+ * read-only tmpfs at /run/secrets (only if it has some), and runs the
+ * function as an unprivileged user (never uid 0, inside or on the host)
+ * with no capabilities, no_new_privs and a seccomp filter.  Creating
  * the namespaces, the cgroup and the user mapping (the slow part) happens
  * ahead of time in a pool of "stems" filled from libuv's thread pool, so
  * that a launch only mounts and executes.
@@ -47,8 +49,9 @@ typedef struct fx_launch
 	int			pids;
 	int			tmp_mb;
 	double		cpu;
-	long		uid;			/* inside; -1: the default (1000) */
+	long		uid;			/* inside; -1: the default (1000); never 0 */
 	long		gid;
+	const struct fx_secrets *secrets;	/* files in /run/secrets; NULL: none */
 } fx_launch;
 
 /* A launched sandbox: the parent's ends of its pipes and its PID 1. */

@@ -4,7 +4,8 @@
  * The worker holds one database connection (fx_db).  It claims batches of
  * runnable invocations with fx.claim() when woken by NOTIFY fx_wake, when
  * a slot frees after a full batch, when a delayed invocation comes due, and
- * on a slow fallback tick.  Finished attempts are sent to fx.finish() in
+ * on a slow fallback tick, each going on from where the last one ended (a
+ * cursor: see rescan_cb).  Finished attempts are sent to fx.finish() in
  * batches: while one batch is in flight the next one collects, so under
  * load a round trip carries many completions.  Every finish is fenced by
  * the lease (owner, epoch), so it is safe to send again after a lost
@@ -36,6 +37,7 @@
 #include "fx_log.h"
 #include "fx_request.h"
 #include "fx_sandbox.h"
+#include "fx_secret.h"
 #include "fx_worker.h"
 #include "fx_workflow.h"
 
@@ -61,12 +63,14 @@ typedef struct fx_worker
 	fx_txn_pool txns;			/* connections for the functions' sql */
 	fx_db		sdb;			/* state reads, not queued behind db's cycles */
 	fx_requests requests;
+	fx_secret_cache secrets;	/* functions' secrets, by NOTIFY fx_secret */
 	fx_workflows workflows;
 	fx_http    *http;			/* --http server, or NULL */
 	int			committing;		/* completions in their own transaction */
 	uv_timer_t	tick;
 	uv_timer_t	due;
 	uv_timer_t	logs;			/* sends running attempts' new log lines */
+	uv_timer_t	rescan;			/* a wanted claim from the start, once allowed */
 	uv_signal_t sigterm;
 	uv_signal_t sigint;
 	unsigned	ticks;
@@ -83,7 +87,13 @@ typedef struct fx_worker
 	bool		cursor;			/* claim after (cursor_priority, cursor_id) */
 	int			cursor_priority;
 	int64_t		cursor_id;
-	bool		due_unknown;	/* ask fx.next_due() once idle */
+	bool		rescan_wanted;	/* a claim from the start of the queue */
+	uint64_t	rescan_after;	/* fx_mono_ns: not before then (rescanned) */
+	uint64_t	rescan_gap;		/* ns from one to the next */
+	uint64_t	cycle_sent;		/* fx_mono_ns: the fx.cycle in flight was sent */
+	bool		cycle_timed;	/* ... on an idle connection: its round trip */
+	uint64_t	claim_ns;		/* a claim's usual round trip, averaged */
+	bool		due_unknown;	/* ask for the next due time once idle */
 	bool		reaping;
 	bool		draining;
 	bool		stopping;		/* closing handles */
@@ -98,6 +108,7 @@ static void start(fx_worker *w, fx_inv *inv);
 static fx_inv *inv_from_row(PGresult *res, int row);
 static void maybe_stop(fx_worker *w);
 static void ignore_cb(fx_db *db, PGresult *res, void *arg);
+static void run(fx_worker *w, fx_inv *inv);
 
 static fx_worker *
 worker_of(fx_db *db)
@@ -118,6 +129,12 @@ finish_item(fx_inv *inv)
 	cJSON_AddNumberToObject(it, "epoch", inv->epoch);
 	if (inv->token)
 		cJSON_AddStringToObject(it, "token", inv->token);
+	if (inv->key)
+	{
+		/* fx.cycle looks up the next invocation of the key from these */
+		cJSON_AddStringToObject(it, "fn", inv->fn);
+		cJSON_AddStringToObject(it, "key", inv->key);
+	}
 	cJSON_AddBoolToObject(it, "ok", inv->ok);
 	if (inv->ok)
 		cJSON_AddItemReferenceToObject(it, "result", inv->result);
@@ -141,8 +158,8 @@ finish_item(fx_inv *inv)
 		/* the lines not yet sent while it ran (send_logs) */
 		cJSON	   *rest = cJSON_CreateArray();
 
-		for (int i = inv->logs_sent; i < cJSON_GetArraySize(inv->logs); i++)
-			cJSON_AddItemReferenceToArray(rest, cJSON_GetArrayItem(inv->logs, i));
+		for (cJSON *e = cJSON_GetArrayItem(inv->logs, inv->logs_sent); e; e = e->next)
+			cJSON_AddItemReferenceToArray(rest, e);
 		cJSON_AddItemToObject(it, "logs", rest);
 		cJSON_AddNumberToObject(it, "log_seq", inv->logs_sent);
 	}
@@ -169,6 +186,77 @@ free_list(fx_inv *l)
 }
 
 /*
+ * Claims start after a cursor, the last row this worker claimed, since a
+ * long-held snapshot keeps the index entries of every claimed row and a
+ * scan from the start of the queue steps over all of them (fx.claim also
+ * looks behind the cursor for new ones of higher priority and for the
+ * next invocation of each key that finished).  What else may rank before
+ * the cursor (new work committed late, a retry or a delayed invocation
+ * come due, a woken or evicted workflow, rows fx.reap requeued) wants a
+ * claim from the start: on a wake-up, when something comes due, after a
+ * failed attempt, an eviction or a reap that requeued, and on the tick
+ * (no sooner than the next claim).  Such a claim costs one scan of those
+ * dead entries, so the next one waits ten times what it took beyond a
+ * usual claim (at most a tenth of the connection's time), though never
+ * longer than the fallback claim period.  Without a held snapshot that is
+ * no wait at all.
+ */
+static void
+rescan_cb(uv_timer_t *t)
+{
+	fx_worker  *w = t->data;
+
+	if (w->rescan_wanted)
+		claim(w);
+}
+
+/* A claim from the start is wanted: set the timer for when it may be. */
+static void
+arm_rescan(fx_worker *w)
+{
+	uint64_t	now = fx_mono_ns();
+
+	if (uv_is_active((uv_handle_t *) &w->rescan))
+		return;
+	uv_timer_start(&w->rescan, rescan_cb,
+				   w->rescan_after > now ? (w->rescan_after - now) / 1000000 + 1 : 0, 0);
+}
+
+/* A claim from the start took `took` ns (0: not timed): when may the next? */
+static void
+rescanned(fx_worker *w, uint64_t took)
+{
+	uint64_t	cap = (uint64_t) w->cfg.poll_ms * w->cfg.claim_every * 1000000;
+	uint64_t	extra = took > w->claim_ns ? took - w->claim_ns : 0;
+
+	if (took > 0)
+		w->rescan_gap = extra < 1000000 ? 0 : extra < cap / 10 ? 10 * extra : cap;
+	w->rescan_after = fx_mono_ns() + w->rescan_gap;
+}
+
+/*
+ * Move the cursor to the last row a claim took (rows come in claim order),
+ * never back: rows before it came from fx.claim's look behind the cursor,
+ * and a claim that came back short has taken everything after it.  A full
+ * claim from the start is the exception: its batch ended there, and the
+ * next claim goes on from that row.
+ */
+static void
+advance_cursor(fx_worker *w, PGresult *res, int n, bool restart)
+{
+	int			prio = atoi(PQgetvalue(res, n - 1, 15));
+	int64_t		id = strtoll(PQgetvalue(res, n - 1, 0), NULL, 10);
+
+	if (restart || !w->cursor || prio < w->cursor_priority ||
+		(prio == w->cursor_priority && id > w->cursor_id))
+	{
+		w->cursor = true;
+		w->cursor_priority = prio;
+		w->cursor_id = id;
+	}
+}
+
+/*
  * The fx.cycle in flight came back: the finished attempts it carried are
  * recorded (or refused: their lease moved on), and the invocations it
  * claimed start.
@@ -178,7 +266,9 @@ cycled_cb(fx_db *db, PGresult *res, void *arg)
 {
 	fx_worker  *w = worker_of(db);
 	fx_inv	   *sent = w->sending;
-	int			asked = (int) (intptr_t) arg;
+	int			asked = (int) ((intptr_t) arg >> 1);
+	bool		from_start = ((intptr_t) arg & 1) != 0;
+	uint64_t	took = w->cycle_timed ? fx_mono_ns() - w->cycle_sent : 0;
 	int			n;
 
 	w->sending = NULL;
@@ -206,22 +296,19 @@ cycled_cb(fx_db *db, PGresult *res, void *arg)
 	for (fx_inv *i = sent; i; i = i->next)
 		if (!i->ok)
 		{
-			schedule_due(w);	/* a retry may come due before the tick */
+			/* a retry, behind the cursor: now, or when it comes due */
+			w->rescan_wanted = true;
+			schedule_due(w);
 			break;
 		}
 	free_list(sent);
 	n = PQntuples(res);
-	/*
-	 * A full batch: the next claim goes on from its last row.  A short one:
-	 * the next looks from the start of the queue again.
-	 */
-	if (asked > 0)
-		w->cursor = n == asked;
-	if (asked > 0 && w->cursor)
-	{
-		w->cursor_priority = atoi(PQgetvalue(res, n - 1, 15));
-		w->cursor_id = strtoll(PQgetvalue(res, n - 1, 0), NULL, 10);
-	}
+	if (from_start)
+		rescanned(w, took);
+	else if (asked > 0 && took > 0)
+		w->claim_ns = w->claim_ns ? (7 * w->claim_ns + took) / 8 : took;
+	if (n > 0)
+		advance_cursor(w, res, n, from_start && n == asked);
 	for (int i = 0; i < n; i++)
 		start(w, inv_from_row(res, i));
 	if (asked > 0 && n < asked)
@@ -233,6 +320,8 @@ cycled_cb(fx_db *db, PGresult *res, void *arg)
 		else
 			w->due_unknown = true;
 	}
+	if (w->rescan_wanted)
+		arm_rescan(w);			/* wanted while this one was in flight */
 	cycle(w);
 	maybe_stop(w);
 }
@@ -256,6 +345,7 @@ cycle(fx_worker *w)
 	char		cprio[16];
 	char		cid[24];
 	int			n = 0;
+	bool		from_start = false;
 
 	if (w->cycling || w->db.state != FX_DB_READY)
 		return;					/* queries made in on_ready go after its own */
@@ -274,9 +364,8 @@ cycle(fx_worker *w)
 		{
 			/*
 			 * Its finish unblocks the next invocation of its key: claim in
-			 * the same transaction, which sees it.  (If that one ranks
-			 * before the cursor, the next claim without one finds it: after
-			 * a short batch, a wake-up or a tick.)
+			 * the same transaction, which sees it (fx.cycle names it to
+			 * fx.claim, wherever it ranks).
 			 */
 			if (n == 0)
 			{
@@ -301,15 +390,28 @@ cycle(fx_worker *w)
 	params[3] = backoff;
 	snprintf(slack, sizeof(slack), "%d", w->cfg.lease_slack_ms);
 	params[4] = slack;
+	if (n > 0)
+	{
+		from_start = !w->cursor ||
+			(w->rescan_wanted && fx_mono_ns() >= w->rescan_after);
+		if (from_start)
+		{
+			w->rescan_wanted = false;
+			uv_timer_stop(&w->rescan);
+			uv_timer_stop(&w->due);	/* it looks at everything due */
+		}
+		else if (w->rescan_wanted)
+			arm_rescan(w);
+	}
 	snprintf(cprio, sizeof(cprio), "%d", w->cursor_priority);
 	snprintf(cid, sizeof(cid), "%lld", (long long) w->cursor_id);
-	params[5] = w->cursor ? cprio : NULL;
-	params[6] = w->cursor ? cid : NULL;
+	params[5] = from_start ? NULL : cprio;
+	params[6] = from_start ? NULL : cid;
 	w->sending = w->done;
 	w->done = NULL;
 	w->cycling = true;
-	if (n > 0)
-		uv_timer_stop(&w->due);
+	w->cycle_timed = fx_db_idle(&w->db);	/* else it waits behind others */
+	w->cycle_sent = fx_mono_ns();
 	fx_db_query_prepared(&w->db,
 					   "SELECT id, epoch, fn, version, args, key, attempt, idempotency_key,"
 					   " hash, array_to_json(command), mode, memory_mb, timeout_ms, options,"
@@ -318,7 +420,7 @@ cycle(fx_worker *w)
 					   "   CASE WHEN $2::jsonb = '[]' THEN 'off'"
 					   "   ELSE current_setting('synchronous_commit') END, true)) s,"
 					   " fx.cycle($1, $2::jsonb, $3::int, $4::int, $5::int, $6::int, $7::bigint)",
-					   7, params, cycled_cb, (void *) (intptr_t) n);
+					   7, params, cycled_cb, (void *) (intptr_t) (2 * n + from_start));
 	cJSON_free(json);
 }
 
@@ -394,6 +496,11 @@ start_ready(fx_worker *w)
 		if (w->ready == NULL)
 			w->ready_tail = &w->ready;
 		next->next_waiting = NULL;
+		if (fx_secrets_stale(next->secrets))
+		{
+			run(w, next);		/* its secrets changed while it waited */
+			continue;
+		}
 		w->nrunning++;
 		fx_exec_start(&w->ex, next);
 	}
@@ -511,8 +618,8 @@ send_logs(fx_worker *w, fx_inv *inv)
 	const char *params[6];
 	log_batch  *b = fx_xcalloc(1, sizeof(*b));
 
-	for (int i = inv->logs_sent; i < n; i++)
-		cJSON_AddItemReferenceToArray(lines, cJSON_GetArrayItem(inv->logs, i));
+	for (cJSON *e = cJSON_GetArrayItem(inv->logs, inv->logs_sent); e; e = e->next)
+		cJSON_AddItemReferenceToArray(lines, e);
 	json = cJSON_PrintUnformatted(lines);
 	cJSON_Delete(lines);
 	snprintf(id, sizeof(id), "%lld", (long long) inv->id);
@@ -582,6 +689,9 @@ wf_evicted(void *arg, fx_inv *inv, int64_t wake_ms)
 	fx_worker  *w = arg;
 
 	(void) inv;
+	/* queued again behind the cursor, and ready at once if its wait ended */
+	w->rescan_wanted = true;
+	claim(w);
 	if (wake_ms > 0)
 		schedule_due(w);		/* this worker comes back for it on time */
 }
@@ -676,6 +786,58 @@ fail_now(fx_worker *w, fx_inv *inv, const char *why)
 	attempt_done(inv);
 }
 
+/* inv's secrets came, or could not be read: run it again, or fail it. */
+static void
+secrets_cb(void *arg, fx_secrets *set, const char *why)
+{
+	fx_inv	   *inv = arg;
+	fx_worker  *w = inv->ex->data;
+
+	if (set == NULL)
+	{
+		fail_now(w, inv, why);
+		return;
+	}
+	inv->secrets = set;
+	fx_secret_bind(inv->id, set);
+	if (fx_secrets_count(set) > 0 && !w->cfg.exec.sandbox)
+	{
+		fail_now(w, inv, "secrets are given only to sandboxed functions "
+				 "(the worker runs with --no-sandbox)");
+		return;
+	}
+	run(w, inv);
+}
+
+/*
+ * Whether inv holds its function's current secrets (fx_secret.h); if not,
+ * they are fetched (or taken from the cache) and run() comes again.
+ */
+static bool
+has_secrets(fx_worker *w, fx_inv *inv)
+{
+	if (inv->secrets && !fx_secrets_stale(inv->secrets))
+		return true;
+	if (inv->secrets)
+	{
+		fx_secret_unbind(inv->id, inv->secrets);
+		fx_secrets_unref(inv->secrets);
+		inv->secrets = NULL;
+	}
+	fx_secret_cache_get(&w->secrets, inv->fn, secrets_cb, inv);
+	return false;
+}
+
+/* Stopping: an attempt that waited for its secrets goes with fx.release. */
+static void
+drop_waiting(void *arg)
+{
+	fx_inv	   *inv = arg;
+
+	unlink_active(inv->ex->data, inv);
+	fx_inv_free(inv);
+}
+
 static void
 run(fx_worker *w, fx_inv *inv)
 {
@@ -686,6 +848,8 @@ run(fx_worker *w, fx_inv *inv)
 		maybe_stop(w);
 		return;
 	}
+	if (!has_secrets(w, inv))
+		return;
 	fx_log(FX_LOG_DEBUG, inv->id, "running %s:%d attempt %d", inv->fn,
 		   inv->version, inv->attempt);
 	if (w->nrunning >= w->cfg.concurrency)
@@ -959,7 +1123,7 @@ due_cb(uv_timer_t *t)
 {
 	fx_worker  *w = t->data;
 
-	w->want_claim = true;
+	w->rescan_wanted = true;	/* it may rank before the cursor */
 	claim(w);
 }
 
@@ -974,17 +1138,27 @@ next_due_cb(fx_db *db, PGresult *res, void *arg)
 		return;
 	ms = atof(PQgetvalue(res, 0, 0));
 	if (ms < 5)
-		ms = 5;					/* due rows another worker holds: look again soon */
+		ms = 5;
 	if (ms > w->cfg.poll_ms * w->cfg.claim_every)
 		return;					/* the fallback tick comes first */
 	uv_timer_start(&w->due, due_cb, (uint64_t) ms, 0);
 }
 
-/* Set the due timer for the earliest delayed invocation. */
+/*
+ * Set the due timer for the earliest delayed invocation still to come.
+ * (Not fx.next_due(), which also counts those due already: under a
+ * long-held snapshot it steps over the index entries of every row ever
+ * queued to find them.  One due already waits for another worker or
+ * behind the cursor, where the claim from the start that its due time or
+ * the tick asked for finds it.)
+ */
 static void
 schedule_due(fx_worker *w)
 {
-	fx_db_query_prepared(&w->db, "SELECT extract(epoch FROM fx.next_due() - now()) * 1000",
+	fx_db_query_prepared(&w->db,
+					   "SELECT extract(epoch FROM min(q.not_before) - now()) * 1000"
+					   " FROM fx.invocation q"
+					   " WHERE q.status = 'queued' AND NOT q.blocked AND q.not_before > now()",
 					   0, NULL, next_due_cb, NULL);
 }
 
@@ -1024,11 +1198,14 @@ on_ready(fx_db *db)
 
 	fx_db_query_params(db, "LISTEN fx_wake", 0, NULL, ignore_cb, "LISTEN");
 	fx_db_query_params(db, "LISTEN fx_cancel", 0, NULL, ignore_cb, "LISTEN");
+	fx_db_query_params(db, "LISTEN fx_secret", 0, NULL, ignore_cb, "LISTEN");
+	fx_secret_cache_reconnected(&w->secrets);	/* changes may have been missed */
 	fx_db_query_params(db, "SELECT fx.max_state_size()", 0, NULL, limits_cb, NULL);
 	if (w->nactive > 0 || w->done)
 		fx_db_query_params(db, "SELECT fx.adopt($1)", 1, params, ignore_cb, "adopting leases");
 	for (fx_fetch *f = w->fetches; f; f = f->next)
 		send_fetch(w, f);
+	w->rescan_wanted = true;	/* what happened while it was away */
 	w->want_claim = true;
 	cycle(w);
 }
@@ -1040,7 +1217,8 @@ on_notify(fx_db *db, const char *channel, const char *payload)
 
 	if (strcmp(channel, "fx_wake") == 0)
 	{
-		w->cursor = false;		/* new work may rank before the cursor */
+		/* new work: mostly after the cursor, but some may rank before it */
+		w->rescan_wanted = true;
 		claim(w);
 	}
 	else if (strcmp(channel, "fx_cancel") == 0)
@@ -1053,6 +1231,12 @@ on_notify(fx_db *db, const char *channel, const char *payload)
 				fx_log(FX_LOG_INFO, id, "cancelled, killing it");
 				fx_exec_kill(&w->ex, i, "cancelled");
 			}
+	}
+	else if (strcmp(channel, "fx_secret") == 0)
+	{
+		/* payload: the function whose secrets changed */
+		fx_secret_cache_forget(&w->secrets, payload);
+		fx_exec_retire(&w->ex, payload);
 	}
 }
 
@@ -1079,6 +1263,7 @@ reaped_cb(fx_db *db, PGresult *res, void *arg)
 	else if (atoi(PQgetvalue(res, 0, 0)) > 0)
 	{
 		fx_info("requeued %s invocation(s) whose worker was lost", PQgetvalue(res, 0, 0));
+		w->rescan_wanted = true;	/* they rank before the cursor */
 		claim(w);
 	}
 }
@@ -1117,7 +1302,7 @@ tick_cb(uv_timer_t *t)
 		fx_db_query_params(&w->db, "SELECT fx.reap(), fx.fire_schedules($1)", 1, params,
 						   reaped_fired_cb, NULL);
 	}
-	w->cursor = false;			/* retries and delayed ones behind it */
+	w->rescan_wanted = true;	/* what may have come behind the cursor */
 	if (++w->ticks % w->cfg.claim_every == 0)
 		claim(w);
 }
@@ -1168,6 +1353,7 @@ maybe_stop(fx_worker *w)
 	fx_db_close(&w->db);
 	uv_close((uv_handle_t *) &w->tick, NULL);
 	uv_close((uv_handle_t *) &w->due, NULL);
+	uv_close((uv_handle_t *) &w->rescan, NULL);
 	uv_close((uv_handle_t *) &w->logs, NULL);
 	uv_close((uv_handle_t *) &w->sigterm, NULL);
 	uv_close((uv_handle_t *) &w->sigint, NULL);
@@ -1202,6 +1388,7 @@ released_cb(fx_db *db, PGresult *res, void *arg)
 		}
 		free_fetch(w, f);
 	}
+	fx_secret_cache_drop_waiters(&w->secrets, drop_waiting);
 	for (fx_inv *i = w->active; i; i = i->next)
 		if (i->bundle_dir)
 			fx_exec_kill(&w->ex, i, "worker stopping");
@@ -1221,6 +1408,7 @@ on_signal(uv_signal_t *h, int signum)
 		if (w->http)
 			fx_http_drain(w->http);	/* no new connections */
 		uv_timer_stop(&w->due);
+		uv_timer_stop(&w->rescan);
 		maybe_stop(w);
 		return;
 	}
@@ -1371,10 +1559,13 @@ fx_worker_run(const fx_worker_config *cfg)
 	w->db.on_notify = on_notify;
 	w->db.on_lost = on_lost;
 	w->db.on_closed = db_closed;
+	fx_secret_cache_init(&w->secrets, &w->db);
 	uv_timer_init(&w->loop, &w->tick);
 	w->tick.data = w;
 	uv_timer_init(&w->loop, &w->due);
 	w->due.data = w;
+	uv_timer_init(&w->loop, &w->rescan);
+	w->rescan.data = w;
 	uv_timer_init(&w->loop, &w->logs);
 	w->logs.data = w;
 	uv_timer_start(&w->logs, logs_cb, 500, 500);
@@ -1401,6 +1592,7 @@ fx_worker_run(const fx_worker_config *cfg)
 		fx_err("event loop did not close cleanly: %s", uv_strerror(rc));
 	rc = w->exit_code;
 	fx_txn_pool_free(&w->txns);
+	fx_secret_cache_free(&w->secrets);
 	free(w);
 	return rc;
 }

@@ -36,8 +36,8 @@ static const char usage_text[] =
 "embedded default of \"fx up\".  \"fx COMMAND --help\" describes a command.\n";
 
 static const char worker_usage[] =
-"usage: fx worker [--db CONNINFO] [--concurrency N] [--cache DIR] [--poll-ms N]\n"
-"                 [--backoff-ms N] [--warm-ttl SECONDS] [--max-sessions N]\n"
+"usage: fx worker [--db CONNINFO | --db-file FILE] [--concurrency N] [--cache DIR]\n"
+"                 [--poll-ms N] [--backoff-ms N] [--warm-ttl SECONDS] [--max-sessions N]\n"
 "                 [--max-log-bytes N] [--log-level debug|info|warning|error]\n"
 "                 [--prewarm N] [--stage DIR] [--no-sandbox]\n"
 "                 [--prefetch N] [--batch N] [--lease-slack-ms N] [--wait-grace-ms N]\n"
@@ -56,7 +56,11 @@ static const char worker_usage[] =
 "most --wait-grace-ms (1000); then the workflow is queued to replay later.\n"
 "--http ADDR (127.0.0.1:8080, :8080 for all addresses, [::1]:8080) serves\n"
 "POST /fn/NAME, GET /invocations/ID (bearer tokens from fx_token_create) and\n"
-"GET /metrics (Prometheus).\n";
+"GET /metrics (Prometheus).\n"
+"--db refuses a connection string with a password (other users of the host\n"
+"see command lines): use PGPASSWORD, ~/.pgpass (PGPASSFILE), $FX_DB, or\n"
+"--db-file FILE, a file holding the connection string, which only its owner\n"
+"may read if it holds a password.\n";
 
 static char *
 default_cache(void)
@@ -89,7 +93,8 @@ static int
 cmd_worker(int argc, char **argv)
 {
 	static struct option opts[] = {
-		{"db", required_argument, NULL, 'd'}, {"concurrency", required_argument, NULL, 'c'},
+		{"db", required_argument, NULL, 'd'}, {"db-file", required_argument, NULL, 'K'},
+		{"concurrency", required_argument, NULL, 'c'},
 		{"cache", required_argument, NULL, 'C'}, {"poll-ms", required_argument, NULL, 'p'},
 		{"backoff-ms", required_argument, NULL, 'b'}, {"warm-ttl", required_argument, NULL, 'w'},
 		{"max-sessions", required_argument, NULL, 's'},
@@ -105,6 +110,7 @@ cmd_worker(int argc, char **argv)
 	fx_worker_config cfg;
 	char	   *stage = NULL;
 	const char *db = NULL;
+	const char *db_file = NULL;
 	char	   *cache = NULL;
 	char	   *conninfo;
 	int			c;
@@ -133,6 +139,9 @@ cmd_worker(int argc, char **argv)
 		{
 			case 'd':
 				db = optarg;
+				break;
+			case 'K':
+				db_file = optarg;
 				break;
 			case 'c':
 				cfg.concurrency = positive("--concurrency", optarg);
@@ -219,7 +228,13 @@ cmd_worker(int argc, char **argv)
 		fprintf(stderr, "%s", worker_usage);
 		return 2;
 	}
-	conninfo = fx_cli_conninfo(db);
+	if (db && db_file)
+	{
+		fprintf(stderr, "fx: give --db or --db-file, not both\n");
+		return 2;
+	}
+	fx_cli_check_db(db);
+	conninfo = db_file ? fx_cli_db_file(db_file) : fx_cli_conninfo(db);
 	if (cache == NULL)
 		cache = default_cache();
 	if (cfg.prefetch < 0)

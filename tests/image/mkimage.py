@@ -68,6 +68,52 @@ def gz(data):
     return gzip.compress(data, mtime=0)
 
 
+class Zeros(io.RawIOBase):
+    """N bytes of zeros, read in pieces: never all in memory."""
+
+    def __init__(self, n):
+        self.left = n
+
+    def readable(self):
+        return True
+
+    def readinto(self, b):
+        k = min(len(b), self.left)
+        b[:k] = bytes(k)
+        self.left -= k
+        return k
+
+
+def gz_tar(entries, out):
+    """A gzip'd tar written to the file OUT as it is made: entries are
+    (TarInfo, file object or None)."""
+    with gzip.GzipFile(fileobj=out, mode="wb", mtime=0) as z:
+        with tarfile.open(fileobj=z, mode="w|", format=tarfile.PAX_FORMAT) as t:
+            for ti, f in entries:
+                t.addfile(ti, f)
+
+
+def zeros_entry(name, n):
+    ti = F(name)[0]
+    ti.size = n
+    return ti, Zeros(n)
+
+
+def gz_bomb(path, zeros, times):
+    """docker save output gzip'd as a whole, its first member ZEROS bytes
+    of zeros, its manifest listing one small layer TIMES times: each layer
+    is found by reading the archive again from its start."""
+    tiny = layer([F("hello", "hi")])
+    cfg = config("", 1)
+    manifest = [{"Config": "c.json", "Layers": ["l/layer.tar"] * times}]
+    members = [zeros_entry("filler", zeros)]
+    for name, data in [("l/layer.tar", tiny), ("c.json", cfg),
+                       ("manifest.json", json.dumps(manifest).encode())]:
+        members.append((F(name, data)[0], io.BytesIO(data)))
+    with open(path, "wb") as f:
+        gz_tar(members, f)
+
+
 def config(user, n_layers):
     return json.dumps({
         "architecture": arch(), "os": "linux",
@@ -264,6 +310,16 @@ def main():
     huge.size = 5 << 30
     hostile("huge", [huge.tobuf(format=tarfile.USTAR_FORMAT) + bytes(1024)], fmt="oci")
     hostile("many", [layer([F("f%d" % i, "x") for i in range(20)])])
+    # Compression bombs: 1 GiB of zeros in a 1 MB archive, read 22 times
+    # (manifest, config, 20 layers); a layer of 1 GiB of zeros as one file
+    # and as a whiteout's data (never written); 200 layers.
+    gz_bomb(os.path.join(OUT, "gzbomb.tar"), 1 << 30, 20)
+    for name, entry in [("layer-bomb", "zeros"), ("whiteout-bomb", ".wh.zeros")]:
+        buf = io.BytesIO()
+        gz_tar([zeros_entry(entry, 1 << 30)], buf)
+        oci_layout(os.path.join(OUT, name + ".tar"), [buf.getvalue()], config("", 1),
+                   compress=False)
+    hostile("many-layers", [layer([F("f", "x")])] * 200)
     hostile("deep", [layer([F("/".join(["d"] * 200) + "/f", "x")])])
     pack(os.path.join(OUT, "oci-missing-blob.tar"),
          [("oci-layout", b'{"imageLayoutVersion": "1.0.0"}'),

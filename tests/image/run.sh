@@ -61,6 +61,7 @@ if ! python3 tests/image/mkimage.py "$images" "$victim"; then
 	exit 1
 fi
 pass "images build (docker save, OCI layout, nested OCI index, hostile)"
+echo "# the 1 GiB bombs are $(stat -c %s "$images/gzbomb.tar" "$images/layer-bomb.tar" | tr '\n' ' ')bytes"
 before=$(snapshot)
 etc_before=$(sha256sum /etc/passwd /etc/group)
 
@@ -196,6 +197,18 @@ fi
 refused bomb "more than 1048576 bytes" FX_IMAGE_MAX_BYTES=1048576
 refused huge "more than 4294967296 bytes"
 refused many "more than 10 entries" FX_IMAGE_MAX_ENTRIES=10
+# refused_fast NAME PATTERN SECONDS [VAR=VALUE]: refused, and within SECONDS.
+refused_fast() {
+	local t0=$EPOCHREALTIME ms
+	refused "$1" "$2" ${4:+"$4"}
+	ms=$(((${EPOCHREALTIME/./} - ${t0/./}) / 1000))
+	check "$1: refused in $ms ms (< $3 s)" [ "$ms" -lt $(($3 * 1000)) ]
+}
+refused_fast gzbomb "decompresses to more than 268435456 bytes (100 times its archive of" 5
+refused_fast layer-bomb "decompresses to more than 268435456 bytes" 5
+refused_fast whiteout-bomb "decompresses to more than 268435456 bytes" 5
+refused_fast bomb "decompresses to more than 16777216 bytes (FX_IMAGE_MAX_READ)" 5 FX_IMAGE_MAX_READ=16777216
+refused many-layers "more than 128 layers (200)"
 refused deep "nested too deeply"
 refused garbage "not a tar archive"
 refused empty "neither manifest.json (docker save) nor index.json"
