@@ -1,6 +1,6 @@
 /*
  * fuzz_http.c: libFuzzer target for the worker's HTTP request path
- * (fx_http.c: http-parser and its callbacks, the header and body limits,
+ * (fx_http_conn.c: http-parser and its callbacks, the header and body limits,
  * Expect: 100-continue, pipelining and keep-alive, routing, the query
  * string and bearer token, the answers).
  *

@@ -370,7 +370,7 @@ CREATE VIEW fx.version_list AS
  */
 CREATE FUNCTION fx.claim(owner text, n int, lease_slack interval DEFAULT '30s',
 						 after_priority int DEFAULT NULL, after_id bigint DEFAULT NULL,
-						 also bigint[] DEFAULT NULL)
+						 also bigint[] DEFAULT NULL, overdue interval DEFAULT NULL)
 RETURNS TABLE (id bigint, epoch int, fn text, version int, args jsonb,
 			   key text, attempt int, idempotency_key text, hash text,
 			   command text[], mode text, memory_mb int, timeout_ms int,
@@ -428,12 +428,38 @@ BEGIN
 		 ORDER BY -q.priority::bigint, q.id
 		 LIMIT n - (SELECT count(*) FROM higher)
 		 FOR UPDATE SKIP LOCKED
+	), overdue AS (
+		/*
+		 * No starvation: given overdue (workers pass 2 s), a claim from the
+		 * start of the queue gives one in eight of its places (at least
+		 * one) to the invocations that have waited longest, more than
+		 * overdue past their time, whatever their priority, so that a flood
+		 * of higher priorities slows the lower ones down but never stops
+		 * them.
+		 */
+		SELECT q.id, q.priority FROM fx.invocation q
+		 WHERE after_id IS NULL AND overdue IS NOT NULL
+		   AND q.status = 'queued' AND NOT q.blocked AND q.not_before <= now() - overdue
+		   AND (q.deadline IS NULL OR q.deadline > now())
+		   AND (q.key IS NULL OR NOT EXISTS (
+				SELECT 1 FROM fx.invocation e
+				 WHERE e.fn = q.fn AND e.key = q.key AND e.id < q.id
+				   AND e.status IN ('queued', 'running')))
+		 ORDER BY q.not_before
+		 LIMIT least(n, greatest(1, n / 8))
+		 FOR UPDATE SKIP LOCKED
 	), picked AS (
-		/* the first n of them; the rest (at most as many as named) are not taken */
-		SELECT u.id FROM (SELECT * FROM named UNION SELECT * FROM higher
-						  UNION SELECT * FROM onward) u
-		 ORDER BY -u.priority::bigint, u.id
-		 LIMIT n
+		/*
+		 * The overdue ones, then the first of the others up to n; the rest
+		 * (at most as many as named and overdue) are not taken.
+		 */
+		SELECT o.id FROM overdue o
+		UNION ALL
+		(SELECT u.id FROM (SELECT * FROM named UNION SELECT * FROM higher
+						   UNION SELECT * FROM onward) u
+		  WHERE u.id NOT IN (SELECT o.id FROM overdue o)
+		  ORDER BY -u.priority::bigint, u.id
+		  LIMIT n - (SELECT count(*) FROM overdue))
 	), claimed AS (
 		UPDATE fx.invocation i
 		   SET status = 'running', attempts = i.attempts + 1,
@@ -499,6 +525,7 @@ CREATE FUNCTION fx.finish(owner text, items jsonb, backoff_ms int DEFAULT 1000)
 RETURNS SETOF bigint
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
+SET enable_seqscan = off
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -549,7 +576,14 @@ BEGIN
 			   lease_token = NULL
 		  FROM it
 		 WHERE i.id = it.id AND i.lease_owner = owner AND i.lease_epoch = it.epoch
-		   AND i.lease_token = it.token AND i.status = 'running'
+		   AND i.lease_token = it.token
+		   /*
+		    * Found by id (the primary key), one probe per item: not through
+		    * invocation_running, whose entries for every past lease of this
+		    * worker a long-held snapshot keeps ("IS TRUE" keeps the planner
+		    * from matching that index's predicate; no sequential scan below).
+		    */
+		   AND (i.status = 'running') IS TRUE
 		RETURNING i.id, i.attempts, i.status, i.waiter, i.result, i.parent,
 				  NOT it.ok AND i.deadline <= clock_timestamp() AS late, it.log_seq,
 				  i.fn, i.key, i.bucket, it.state_op, it.state, it.logs
@@ -629,7 +663,8 @@ $$;
  */
 CREATE FUNCTION fx.cycle(owner text, items jsonb, n int, backoff_ms int DEFAULT 1000,
 						 lease_slack_ms int DEFAULT 30000,
-						 after_priority int DEFAULT NULL, after_id bigint DEFAULT NULL)
+						 after_priority int DEFAULT NULL, after_id bigint DEFAULT NULL,
+						 overdue_ms int DEFAULT NULL)
 RETURNS TABLE (id bigint, epoch int, fn text, version int, args jsonb,
 			   key text, attempt int, idempotency_key text, hash text,
 			   command text[], mode text, memory_mb int, timeout_ms int,
@@ -654,7 +689,8 @@ BEGIN
 	END IF;
 	IF n > 0 THEN
 		RETURN QUERY SELECT * FROM fx.claim(owner, n, lease_slack_ms * interval '1 ms',
-											after_priority, after_id, nexts);
+											after_priority, after_id, nexts,
+											overdue_ms * interval '1 ms');
 	END IF;
 END
 $$;

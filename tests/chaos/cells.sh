@@ -27,8 +27,8 @@
 # Other knobs: DRAIN_S (seconds allowed for the invocations to end, 90
 # small, 600 full), NAP (ms a function sleeps at most, 40), MIN_RATIO
 # (held-snapshot, 0.3), PING_MAX_S (retry-storm, 30), LOW_BOUND_S
-# (starvation, 30), STARVE=fail (starvation: fail if low-priority
-# invocations wait for the whole flood, instead of reporting it).
+# (starvation, 30), STARVE=report (starvation: only report low-priority
+# invocations that waited for the whole flood, instead of failing).
 set -u
 cd "$(dirname "$0")/../.." || exit 1
 export SIZE=${SIZE:-small}

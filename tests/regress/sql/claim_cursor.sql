@@ -77,5 +77,22 @@ SELECT args->>'n' AS n, key FROM fx.cycle('w', jsonb_build_array(pg_temp.item(pg
 SELECT args->>'n' AS n FROM fx.cycle('w', jsonb_build_array(pg_temp.item(pg_temp.id_of(22), false)),
 									 5, 60000, 30000, 0, pg_temp.id_of(23));
 SELECT args->>'n' AS n, status, blocked FROM fx.invocation WHERE fn = 'cc-keyed' ORDER BY id;
+SELECT count(*) AS rest FROM fx.claim('w', 100);
+
+-- No starvation: with overdue, a claim from the start gives one in eight
+-- places (at least one) to those overdue by more than that, oldest first,
+-- whatever their priority; a claim after a cursor, or without overdue,
+-- goes by priority alone.
+SELECT count(fx_invoke('cc-job', jsonb_build_object('n', i))) FROM generate_series(31, 32) i;
+SELECT count(fx_invoke('cc-job', jsonb_build_object('n', i), priority => 9))
+  FROM generate_series(41, 56) i;
+UPDATE fx.invocation SET not_before = now() - interval '1 minute'
+ WHERE args->>'n' IN ('31', '32');
+SELECT args->>'n' AS n, priority FROM fx.claim('w', 2);
+SELECT args->>'n' AS n, priority FROM fx.claim('w', 2, after_priority => 9,
+											   after_id => pg_temp.id_of(42), overdue => '2 s');
+SELECT args->>'n' AS n, priority FROM fx.claim('w', 8, overdue => '2 s');
+SELECT args->>'n' AS n, priority FROM fx.claim('w', 16, overdue => '2 s');
+SELECT count(*) AS claimed_with_none FROM fx.claim('w', 0, overdue => '2 s');
 
 TRUNCATE fx.invocation, fx.log;
