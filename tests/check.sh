@@ -68,6 +68,7 @@ if make -s -C worker BUILD="$root/build/asan" \
 		tests/integration/30_kill9.sh tests/integration/40_pg_restart.sh \
 		tests/integration/65_logs.sh tests/integration/70_state_sql.sh tests/integration/80_workflow.sh \
 		tests/integration/90_schedule.sh tests/integration/95_http.sh tests/integration/97_dashboard.sh \
+		tests/integration/99_roles.sh \
 		tests/sandbox/10_hostile.sh tests/sandbox/40_protocol.sh tests/sandbox/50_secrets.sh; do
 		[ -f "$t" ] && FX_BIN=$root/build/asan/fx run_suite "asan-$(basename "$t" .sh)" bash "$t"
 	done
