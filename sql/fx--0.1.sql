@@ -377,12 +377,6 @@ RETURNS TABLE (id bigint, epoch int, fn text, version int, args jsonb,
 			   options jsonb, token uuid, priority int, replay boolean, deadline timestamptz)
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
-/*
- * One plan for every call: a plan made for the arguments of a call (NULL
- * ones fold branches away, so it always looks cheaper) would be made again
- * on every call, which costs more than the claim itself.
- */
-SET plan_cache_mode = force_generic_plan
 AS $$
 #variable_conflict use_column
 BEGIN
