@@ -137,7 +137,13 @@ CREATE INDEX invocation_blocked ON fx.invocation (fn, key, id)
 	WHERE blocked;
 CREATE UNIQUE INDEX invocation_idempotency ON fx.invocation (fn, idempotency_key)
 	WHERE idempotency_key IS NOT NULL;
-CREATE INDEX invocation_fn ON fx.invocation (fn, id);
+/*
+ * A function's invocations, newest first.  Partial (fn is never null) so
+ * that only a query naming a function can use it: else a plan made while
+ * the table was empty could read all of it to find rows by id, where the
+ * primary key finds each with one probe (fx.claim, fx.finish).
+ */
+CREATE INDEX invocation_fn ON fx.invocation (fn, id) WHERE fn IS NOT NULL;
 CREATE INDEX invocation_deadline ON fx.invocation (deadline)
 	WHERE deadline IS NOT NULL AND status = 'queued';
 
@@ -377,6 +383,25 @@ RETURNS TABLE (id bigint, epoch int, fn text, version int, args jsonb,
 			   options jsonb, token uuid, priority int, replay boolean, deadline timestamptz)
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
+/*
+ * The plan must not depend on the queue's statistics.  A session keeps
+ * the generic plan it made at its sixth call, often on an empty queue,
+ * and statistics say the queue is empty until autovacuum analyzes it
+ * again (a new install, a burst): plans made then sorted every queued row
+ * to take the first n, or read all of fx.invocation to find the picked
+ * rows, a claim 7 times slower at 20,000 queued.  So each part of the
+ * queue is read in its index's order and stops at its limit, and rows are
+ * found by primary key (id = ANY below; invocation_fn cannot serve it),
+ * one probe each.  The disabled paths' costs would set off JIT
+ * compilation, 400 ms a claim: jit is off.  Regress claim_cursor checks
+ * the rows a claim reads.
+ */
+SET jit = off
+SET enable_seqscan = off
+SET enable_bitmapscan = off
+SET enable_sort = off
+SET enable_hashjoin = off
+SET enable_mergejoin = off
 AS $$
 #variable_conflict use_column
 BEGIN
@@ -455,25 +480,27 @@ BEGIN
 		  ORDER BY -u.priority::bigint, u.id
 		  LIMIT n - (SELECT count(*) FROM overdue))
 	), claimed AS (
+		/* No join here: a clause on i.fn would let invocation_fn be read whole. */
 		UPDATE fx.invocation i
 		   SET status = 'running', attempts = i.attempts + 1,
 			   lease_owner = owner, lease_epoch = i.lease_epoch + 1,
 			   lease_token = gen_random_uuid(),
 			   lease_pid = pg_backend_pid(), worker = owner,
 			   started_at = now(), error = NULL, error_detail = NULL,
-			   lease_expiry = now() + lease_slack + v.timeout_ms * interval '1 ms'
-		  FROM picked, fx.version v
-		 WHERE i.id = picked.id AND v.fn = i.fn AND v.version = i.version
+			   lease_expiry = now() + lease_slack
+							  + (SELECT v.timeout_ms FROM fx.version v
+								  WHERE v.fn = i.fn AND v.version = i.version) * interval '1 ms'
+		 WHERE i.id = ANY (ARRAY(SELECT p.id FROM picked p))
 		RETURNING i.id, i.lease_epoch, i.fn, i.version, i.args, i.key, i.attempts,
-				  i.idempotency_key, i.priority, v.hash, v.command, v.mode,
-				  v.memory_mb, v.timeout_ms, v.options, i.lease_token,
+				  i.idempotency_key, i.priority, i.lease_token,
 				  i.replay OR i.attempts > 1 AS replay, i.deadline
 	)
 	SELECT c.id, c.lease_epoch, c.fn, c.version, c.args, c.key, c.attempts,
-		   coalesce(c.idempotency_key, 'fx-' || c.id), c.hash, c.command,
-		   c.mode, c.memory_mb, c.timeout_ms, c.options, c.lease_token, c.priority,
+		   coalesce(c.idempotency_key, 'fx-' || c.id), v.hash, v.command,
+		   v.mode, v.memory_mb, v.timeout_ms, v.options, c.lease_token, c.priority,
 		   c.replay, c.deadline
 	  FROM claimed c
+	  JOIN fx.version v ON v.fn = c.fn AND v.version = c.version
 	 ORDER BY c.priority DESC, c.id;
 END
 $$;
@@ -519,6 +546,8 @@ CREATE FUNCTION fx.finish(owner text, items jsonb, backoff_ms int DEFAULT 1000)
 RETURNS SETOF bigint
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
+/* Items reach their rows by primary key (id = ANY below): see fx.claim. */
+SET jit = off
 SET enable_seqscan = off
 AS $$
 #variable_conflict use_column
@@ -569,7 +598,8 @@ BEGIN
 			   lease_owner = NULL, lease_pid = NULL, lease_expiry = NULL,
 			   lease_token = NULL
 		  FROM it
-		 WHERE i.id = it.id AND i.lease_owner = owner AND i.lease_epoch = it.epoch
+		 WHERE i.id = ANY (ARRAY(SELECT x.id FROM it x))
+		   AND i.id = it.id AND i.lease_owner = owner AND i.lease_epoch = it.epoch
 		   AND i.lease_token = it.token
 		   /*
 		    * Found by id (the primary key), one probe per item: not through
@@ -622,9 +652,11 @@ BEGIN
 		PERFORM fx.wake(parents);
 	END IF;
 	/* A workflow past its deadline takes its unfinished children with it. */
-	PERFORM @extschema@.fx_workflow_cancel(c.id)
-	   FROM fx.invocation c
-	  WHERE c.parent = ANY (late) AND c.status IN ('queued', 'running');
+	IF cardinality(late) > 0 THEN
+		PERFORM @extschema@.fx_workflow_cancel(c.id)
+		   FROM fx.invocation c
+		  WHERE c.parent = ANY (late) AND c.status IN ('queued', 'running');
+	END IF;
 	/*
 	 * Unblock the next invocation of each key that finished: a statement
 	 * of its own, since it must see the statuses just written.

@@ -96,3 +96,27 @@ SELECT args->>'n' AS n, priority FROM fx.claim('w', 16, overdue => '2 s');
 SELECT count(*) AS claimed_with_none FROM fx.claim('w', 0, overdue => '2 s');
 
 TRUNCATE fx.invocation, fx.log;
+
+-- Whatever the statistics say: a worker's session keeps the plans it made
+-- while the queue was empty (and last analyzed empty), and once the queue
+-- has grown its claims and finishes still read only the rows they take,
+-- not the whole queue.
+ANALYZE fx.invocation;
+SELECT count(*) AS claimed_from_empty
+  FROM generate_series(1, 8) g, LATERAL fx.cycle('w', '[]', 4, 0, 30000, NULL, NULL, 2000) c;
+SELECT count(fx_invoke('cc-job', jsonb_build_object('n', i))) FROM generate_series(1, 3000) i;
+SELECT pg_stat_force_next_flush();
+CREATE TEMP TABLE reads AS
+	SELECT seq_tup_read + coalesce(idx_tup_fetch, 0) AS n
+	  FROM pg_stat_user_tables WHERE relid = 'fx.invocation'::regclass;
+CREATE TEMP TABLE took AS SELECT * FROM fx.claim('w', 8, overdue => '2 s');
+CREATE TEMP TABLE took2 AS
+	SELECT * FROM fx.cycle('w', (SELECT jsonb_agg(pg_temp.item(t.id, true)) FROM took t), 8,
+						   0, 30000, 0, (SELECT max(t.id) FROM took t), 2000);
+SELECT count(*) AS finished
+  FROM fx.finish('w', (SELECT jsonb_agg(pg_temp.item(t.id, true)) FROM took2 t), 0);
+SELECT pg_stat_force_next_flush();
+SELECT s.seq_tup_read + coalesce(s.idx_tup_fetch, 0) - r.n < 300 AS reads_only_what_it_takes
+  FROM pg_stat_user_tables s, reads r WHERE s.relid = 'fx.invocation'::regclass;
+
+TRUNCATE fx.invocation, fx.log;
