@@ -744,6 +744,8 @@ session_reply(fx_session *s, cJSON *msg, const char *body, size_t n, const char 
 		session_end(s, "protocol error: a result for an invocation it was not given", NULL);
 		return;
 	}
+	/* lines it printed before answering belong to this attempt */
+	fx_proc_drain(&s->proc);
 	if (why != NULL)
 	{
 		session_bad_reply(s, type, why);

@@ -531,6 +531,17 @@ fx_proc_send(fx_proc *p, const char *buf, size_t n)
 	return write_to((uv_stream_t *) &p->sock, buf, n);
 }
 
+void
+fx_proc_drain(fx_proc *p)
+{
+	if (p->closing)
+		return;
+	if (!p->out_eof)
+		drain_now(p, &p->out, p->on_out);
+	if (!p->err_eof)
+		drain_now(p, &p->err, p->on_err);
+}
+
 size_t
 fx_proc_unsent(fx_proc *p)
 {

@@ -82,6 +82,13 @@ int			fx_proc_send(fx_proc *p, const char *buf, size_t n);
 /* Bytes given to fx_proc_send that the process has not taken yet. */
 size_t		fx_proc_unsent(fx_proc *p);
 
+/*
+ * Hand what its stdout and stderr pipes hold now to on_out and on_err,
+ * without waiting for the loop: what the process wrote before an answer
+ * on its socket is read before that answer is acted on.
+ */
+void		fx_proc_drain(fx_proc *p);
+
 /* SIGKILL the whole process group. */
 void		fx_proc_kill(fx_proc *p);
 
