@@ -211,6 +211,27 @@ fx_http_answer_sql_error(http_req *r, PGresult *res)
 						PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL), 0);
 }
 
+/*
+ * fx.http_invoke, fx.http_invocation and the /api statements return one
+ * row or fail: anything else is the connection gone or the statement's
+ * error, answered here so that their callbacks read only the row.
+ */
+bool
+fx_http_row_or_answer(http_req *r, PGresult *res)
+{
+	if (res == NULL)
+	{
+		fx_http_reply_error(fx_http_req_done(r), 503, NULL, "the database connection is down", NULL, 0);
+		return false;
+	}
+	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
+	{
+		fx_http_answer_sql_error(r, res);
+		return false;
+	}
+	return true;
+}
+
 bool
 fx_http_gone(http_req *r)
 {

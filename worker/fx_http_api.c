@@ -238,16 +238,8 @@ api_cb(fx_db *db, PGresult *res, void *arg)
 		api_send(r);
 		return;
 	}
-	if (res == NULL)
-	{
-		fx_http_reply_error(fx_http_req_done(r), 503, NULL, "the database connection is down", NULL, 0);
+	if (!fx_http_row_or_answer(r, res))
 		return;
-	}
-	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
-	{
-		fx_http_answer_sql_error(r, res);
-		return;
-	}
 	verdict = PQgetvalue(res, 0, 0);
 	if (strcmp(verdict, "unknown") == 0)
 		fx_http_reply_error(fx_http_req_done(r), 401, NULL, "invalid token", NULL, 0);

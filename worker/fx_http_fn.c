@@ -132,18 +132,8 @@ invoked_cb(fx_db *db, PGresult *res, void *arg)
 	char	   *loc;
 
 	(void) db;
-	if (fx_http_gone(r))
+	if (fx_http_gone(r) || !fx_http_row_or_answer(r, res))
 		return;
-	if (res == NULL)
-	{
-		fx_http_reply_error(fx_http_req_done(r), 503, NULL, "the database connection is down", NULL, 0);
-		return;
-	}
-	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
-	{
-		fx_http_answer_sql_error(r, res);
-		return;
-	}
 	r->id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
 	if (r->kind == REQ_CALL)
 	{
@@ -326,15 +316,10 @@ got_cb(fx_db *db, PGresult *res, void *arg)
 	http_req   *r = arg;
 
 	(void) db;
-	if (fx_http_gone(r))
+	if (fx_http_gone(r) || !fx_http_row_or_answer(r, res))
 		return;
-	if (res == NULL)
-		fx_http_reply_error(fx_http_req_done(r), 503, NULL, "the database connection is down", NULL, 0);
-	else if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
-		fx_http_answer_sql_error(r, res);
-	else
-		fx_http_reply(fx_http_req_done(r), 200, JSON_TYPE, NULL,
-					  PQgetvalue(res, 0, 0), PQgetlength(res, 0, 0));
+	fx_http_reply(fx_http_req_done(r), 200, JSON_TYPE, NULL,
+				  PQgetvalue(res, 0, 0), PQgetlength(res, 0, 0));
 }
 
 void

@@ -215,6 +215,12 @@ http_conn  *fx_http_req_done(http_req *r);
 /* Answer r with the error of a failed statement of fx.http_* or /api. */
 void		fx_http_answer_sql_error(http_req *r, PGresult *res);
 
+/*
+ * res holds exactly one row: true; else r is answered (503 if the
+ * connection is down, else the statement's error) and false.
+ */
+bool		fx_http_row_or_answer(http_req *r, PGresult *res);
+
 /* A callback's request whose answer nobody can take any more: freed. */
 bool		fx_http_gone(http_req *r);
 

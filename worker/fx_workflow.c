@@ -338,30 +338,49 @@ time_up(fx_wf *wf)
 	free(step);
 }
 
+/*
+ * The attempt whose wait a look (fx.await_child, fx.recv_take) answered,
+ * its query no longer in flight; NULL if that wait is gone, or if the look
+ * failed, which ends the wait.
+ */
+static fx_wf *
+looked(call *c, PGresult *res)
+{
+	fx_wf	   *wf = call_wf(c);
+
+	if (wf == NULL || wf->wait_seq == NULL || wf->wait_step != c->step)
+		return NULL;
+	wf->busy = false;
+	if (tuples_ok(res))
+		return wf;
+	end_wait_failed(wf, res);
+	return NULL;
+}
+
+/* Not over yet: look again if something happened meanwhile, else wait on. */
+static void
+wait_on(fx_wf *wf)
+{
+	if (wf->again)
+		poll_wait(wf);
+	else
+		arm(wf);
+}
+
 static void
 child_cb(fx_db *db, PGresult *res, void *arg)
 {
 	call	   *c = arg;
-	fx_wf	   *wf = call_wf(c);
+	fx_wf	   *wf = looked(c, res);
 
 	(void) db;
-	if (wf == NULL || wf->wait_seq == NULL || wf->wait_step != c->step)
-	{
-		call_free(c);
-		return;
-	}
-	wf->busy = false;
-	if (!tuples_ok(res))
-		end_wait_failed(wf, res);
-	else if (!PQgetisnull(res, 0, 0))
+	if (wf && !PQgetisnull(res, 0, 0))
 		end_wait(wf, outcome(PQgetisnull(res, 0, 1) ? NULL : PQgetvalue(res, 0, 1),
 							 PQgetisnull(res, 0, 2) ? NULL : PQgetvalue(res, 0, 2),
 							 PQgetisnull(res, 0, 3) ? NULL : PQgetvalue(res, 0, 3)),
 				 NULL, NULL);
-	else if (wf->again)
-		poll_wait(wf);
-	else
-		arm(wf);
+	else if (wf)
+		wait_on(wf);
 	call_free(c);
 }
 
@@ -369,26 +388,16 @@ static void
 taken_cb(fx_db *db, PGresult *res, void *arg)
 {
 	call	   *c = arg;
-	fx_wf	   *wf = call_wf(c);
+	fx_wf	   *wf = looked(c, res);
 
 	(void) db;
-	if (wf == NULL || wf->wait_seq == NULL || wf->wait_step != c->step)
-	{
-		call_free(c);
-		return;
-	}
-	wf->busy = false;
-	if (!tuples_ok(res))
-		end_wait_failed(wf, res);
-	else if (PQgetvalue(res, 0, 0)[0] == 't')
+	if (wf && PQgetvalue(res, 0, 0)[0] == 't')
 		end_wait(wf, outcome(PQgetisnull(res, 0, 1) ? NULL : PQgetvalue(res, 0, 1), NULL, NULL),
 				 NULL, NULL);
-	else if (wf->wait_until > 0 && fx_now_ms() >= wf->wait_until)
+	else if (wf && wf->wait_until > 0 && fx_now_ms() >= wf->wait_until)
 		time_up(wf);			/* timed out: the step's output is null */
-	else if (wf->again)
-		poll_wait(wf);
-	else
-		arm(wf);
+	else if (wf)
+		wait_on(wf);
 	call_free(c);
 }
 
