@@ -3,7 +3,10 @@
 # Each test file sources this, calls fx_pg_start, starts workers with
 # fx_worker_start and reports with ok/not_ok/check/wait_for, one TAP-like
 # line per check ("ok - ..." or "not ok - ...").  Everything a test starts
-# is stopped by the EXIT trap.
+# is stopped by the EXIT trap.  At the end, what the tests of one worker
+# started as A share (tests/sandbox): the function ok (fx_deploy_ok), which
+# serves calls after each attack, and helpers over invocations (finished,
+# run, res, col) and over A's memory (hwm, checked_memory).
 #
 # Environment:
 #   FX_BIN             the fx binary (default: worker/fx of this checkout)
@@ -148,3 +151,60 @@ fx_cleanup() {
 
 # fx_deploy NAME DIR [options]: deploy with the CLI, quietly.
 fx_deploy() { "$FX_BIN" deploy "$@" >/dev/null; }
+
+# --- worker A, function ok, invocations (the sandbox tests) ------------------
+
+# fx_deploy_ok: deploy function ok, which prints {"ok": true}: what serves
+# calls.
+fx_deploy_ok() {
+	mkdir -p "$FX_TEST_DIR/fn/ok"
+	cat >"$FX_TEST_DIR/fn/ok/main" <<'EOF'
+#!/bin/sh
+echo '{"ok": true}'
+EOF
+	chmod +x "$FX_TEST_DIR/fn/ok/main"
+	fx_deploy ok "$FX_TEST_DIR/fn/ok" --timeout 10s --retries 0
+}
+
+# serves WHAT: the worker A is alive and a normal call works right after.
+serves() {
+	local out
+	out=$(q "SELECT fx_call('ok', '{}', '10s')" 2>&1)
+	if kill -0 "$FX_WORKER_A" 2>/dev/null && [ "$out" = '{"ok": true}' ]; then
+		ok "$1: the worker still serves"
+	else
+		not_ok "$1: the worker still serves (fx_call('ok') gave '$out')"
+	fi
+}
+
+# finished ID: the invocation has ended, one way or another.
+finished() {
+	case "$(q "SELECT status FROM fx.invocation WHERE id = $1")" in
+	succeeded | failed | dead | cancelled) return 0 ;;
+	esac
+	return 1
+}
+
+# run NAME [ARGS] [SECONDS]: invoke NAME, wait until it has finished, print its id.
+run() {
+	local args=${2-} secs=${3:-20} id end
+	[ -n "$args" ] || args='{}'
+	id=$(q "SELECT fx_invoke('$1', \$j\$$args\$j\$)")
+	end=$((SECONDS + secs))
+	while ! finished "$id" && [ $SECONDS -lt $end ]; do sleep 0.05; done
+	echo "$id"
+}
+
+# res ID KEY: a field of the invocation's result, as text.
+res() { q "SELECT result->>'$2' FROM fx.invocation WHERE id = $1"; }
+# col ID EXPR: an expression over the invocation's row.
+col() { q "SELECT $2 FROM fx.invocation WHERE id = $1"; }
+
+# hwm: the worker A's peak resident memory so far (VmHWM), in kB.
+hwm() { grep VmHWM "/proc/$FX_WORKER_A/status" | tr -dc 0-9; }
+
+# checked_memory: that peak means something: A runs under neither
+# FX_WORKER_WRAPPER (valgrind) nor ASan, which both add their own.
+checked_memory() {
+	[ -z "$FX_WORKER_WRAPPER" ] && ! grep -q libasan "/proc/$FX_WORKER_A/maps" 2>/dev/null
+}

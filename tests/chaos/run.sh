@@ -35,6 +35,7 @@
 # enqueued every 100 ms, 8), DRAIN_S (seconds allowed to finish, 300),
 # KILL_GAP_MS (100: the least time between kills; up to 300 ms more at random).
 source "$(dirname "$0")/../lib.sh"
+source "$(dirname "$0")/invariants.sh"
 
 KILLS=${KILLS:-200}
 WORKERS=${WORKERS:-3}
@@ -154,9 +155,6 @@ touch "$stop_file"
 wait $enqueuer
 echo "# chaos over after $((SECONDS - begun)) s ($cuts worker sessions cut, $zombies zombies); waiting for the invocations to end"
 
-settled() {
-	[ "$(q "SELECT count(*) FROM fx.invocation WHERE status IN ('queued', 'running')")" = 0 ]
-}
 wait_for "every invocation ends within ${DRAIN_S} s" "$DRAIN_S" settled
 check_alive
 check_eq "no worker exited by itself" 0 "$crashes"
@@ -165,49 +163,19 @@ for ((i = 0; i < WORKERS; i++)); do wait "${W[$i]}" 2>/dev/null; done
 
 # --- checks ------------------------------------------------------------------
 
-violations=0
-# expect DESC QUERY: the query counts violations; 0 is ok.
-expect() {
-	local n
-	n=$(q "$2")
-	if [ "$n" = 0 ]; then
-		ok "$1"
-	else
-		not_ok "$1 ($n violations)"
-		violations=$((violations + ${n:-1}))
-	fi
-}
-
 total=$(q "SELECT count(*) FROM fx.invocation")
 echo "# $(q "SELECT string_agg(status || ' ' || n, ', ') FROM (SELECT status, count(*) n FROM fx.invocation GROUP BY 1 ORDER BY 1) s")"
 echo "# lost attempts: $(q "SELECT coalesce(sum(lost), 0) FROM fx.invocation"), retried attempts: $(q "SELECT coalesce(sum(attempts - 1), 0) FROM fx.invocation")"
 
+# The invariants of tests/chaos/invariants.sh, after two of this suite's
+# own: here an invocation may end failed or dead, but with a reason.
 expect "no invocation is lost, queued or running" \
 	"SELECT count(*) FROM fx.invocation WHERE status NOT IN ('succeeded', 'failed', 'dead')"
 expect "every invocation that did not succeed says why" \
 	"SELECT count(*) FROM fx.invocation WHERE status <> 'succeeded' AND error IS NULL"
-expect "each counter equals the number of its succeeded invocations" \
-	"SELECT count(*) FROM (SELECT key, count(*) n FROM fx.invocation
-	                        WHERE fn = 'counter' AND status = 'succeeded' GROUP BY key) i
-	   FULL JOIN fx.state s ON s.fn = 'counter' AND s.key = i.key
-	  WHERE coalesce((s.value->>'n')::bigint, 0) IS DISTINCT FROM coalesce(i.n, 0)"
-expect "no counter invocation ran after a later one of its key" \
-	"SELECT coalesce(sum((value->>'disorder')::int), 0) FROM fx.state WHERE fn = 'counter'"
-expect "the sum of all balances is unchanged" \
-	"SELECT abs(sum(balance) - $ACCOUNTS * $START_BALANCE) FROM chaos_account"
-expect "each balance is its start plus its history" \
-	"SELECT count(*) FROM chaos_account a
-	  WHERE a.balance <> $START_BALANCE + coalesce((SELECT sum(delta) FROM chaos_history h
-	                                               WHERE h.account = a.id), 0)"
-expect "each succeeded transfer is in the history exactly once" \
-	"SELECT count(*) FROM fx.invocation i
-	  WHERE i.fn = 'transfer' AND i.status = 'succeeded'
-	    AND (SELECT count(*) FROM chaos_history h WHERE h.transfer = (i.args->>'id')::bigint) <> 2"
-expect "no other transfer is in the history" \
-	"SELECT count(*) FROM chaos_history h
-	  WHERE NOT EXISTS (SELECT 1 FROM fx.invocation i
-	                     WHERE i.fn = 'transfer' AND i.status = 'succeeded'
-	                       AND (i.args->>'id')::bigint = h.transfer)"
+expect_counters
+expect_balances
+expect_transfers
 
-echo "chaos: $total invocations, $kills kills, $restarts restarts, $violations violations"
-[ "$violations" = 0 ]
+echo "chaos: $total invocations, $kills kills, $restarts restarts, $VIOLATIONS violations"
+[ "$VIOLATIONS" = 0 ]

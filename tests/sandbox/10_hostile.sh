@@ -39,40 +39,8 @@ redeploy() {
 	        '$2')" >/dev/null
 }
 
-finished() {
-	case "$(q "SELECT status FROM fx.invocation WHERE id = $1")" in
-	succeeded | failed | dead | cancelled) return 0 ;;
-	esac
-	return 1
-}
-
-# run NAME [ARGS] [SECONDS]: invoke NAME, wait until it has finished, print its id.
-run() {
-	local args=${2-} secs=${3:-20} id end
-	[ -n "$args" ] || args='{}'
-	id=$(q "SELECT fx_invoke('$1', \$j\$$args\$j\$)")
-	end=$((SECONDS + secs))
-	while ! finished "$id" && [ $SECONDS -lt $end ]; do sleep 0.05; done
-	echo "$id"
-}
-
-# res ID KEY: a field of the invocation's result, as text.
-res() { q "SELECT result->>'$2' FROM fx.invocation WHERE id = $1"; }
-# col ID COLUMN: a column of the invocation.
-col() { q "SELECT $2 FROM fx.invocation WHERE id = $1"; }
 # logs ID: its log lines, through the CLI.
 logs() { "$FX_BIN" logs "$1" 2>&1; }
-
-# serves WHAT: the worker is alive and a normal call works right after.
-serves() {
-	local out
-	out=$(q "SELECT fx_call('ok', '{}', '10s')" 2>&1)
-	if kill -0 "$FX_WORKER_A" 2>/dev/null && [ "$out" = '{"ok": true}' ]; then
-		ok "$1: the worker still serves"
-	else
-		not_ok "$1: the worker still serves (fx_call('ok') gave '$out')"
-	fi
-}
 
 # expect_ok WHAT ID: the probe itself ran to the end (so its report counts).
 expect_ok() {
@@ -83,13 +51,7 @@ expect_ok() {
 }
 
 fx_worker_start A
-
-dir=$(mkfn ok main <<'EOF'
-#!/bin/sh
-echo '{"ok": true}'
-EOF
-)
-fx_deploy ok "$dir" --timeout 10s --retries 0
+fx_deploy_ok
 check_eq "a normal function works" '{"ok": true}' "$(q "SELECT fx_call('ok', '{}', '10s')")"
 
 # --- reading host files: nothing outside the sandbox's root is there
@@ -805,7 +767,6 @@ serves "metering"
 # floods on stdout and stderr, and a session process that lies in the
 # protocol (a 4 GiB frame, a frame that is not JSON, a result for an
 # invocation it was not given)
-hwm() { grep VmHWM "/proc/$FX_WORKER_A/status" | tr -dc 0-9; }
 dir=$(mkfn flood main <<'EOF'
 #!/bin/sh
 head -c 50000000 /dev/zero | tr '\0' e >&2
@@ -822,7 +783,7 @@ check_eq "output flood: its log ends with one '[log truncated]'" "1|[log truncat
 kb=$(q "SELECT sum(length(line)) / 1024 FROM fx_logs($id)")
 check "output flood: the log kept is bounded (${kb} KB <= 80 KB of 50 MB)" test "${kb:-999}" -le 80
 peak=$(hwm)
-if [ -n "$FX_WORKER_WRAPPER" ] || grep -q libasan "/proc/$FX_WORKER_A/maps" 2>/dev/null; then
+if ! checked_memory; then
 	ok "output flood: the worker's peak RSS stayed small # SKIP under a memory checker (${peak} kB)"
 else
 	check "output flood: the worker's peak RSS stayed small (${peak} kB < 100 MB)" test "${peak:-999999}" -lt 102400

@@ -12,45 +12,14 @@ fx_pg_start
 
 tag=$$$RANDOM
 
-finished() {
-	case "$(q "SELECT status FROM fx.invocation WHERE id = $1")" in
-	succeeded | failed | dead | cancelled) return 0 ;;
-	esac
-	return 1
-}
-
-# run NAME [ARGS] [SECONDS]: invoke NAME, wait until it has finished, print its id.
-run() {
-	local args=${2-} secs=${3:-20} id end
-	[ -n "$args" ] || args='{}'
-	id=$(q "SELECT fx_invoke('$1', \$j\$$args\$j\$)")
-	end=$((SECONDS + secs))
-	while ! finished "$id" && [ $SECONDS -lt $end ]; do sleep 0.05; done
-	echo "$id"
-}
-
-res() { q "SELECT result->>'$2' FROM fx.invocation WHERE id = $1"; }
-
-serves() {
-	local out
-	out=$(q "SELECT fx_call('ok', '{}', '10s')" 2>&1)
-	if kill -0 "$FX_WORKER_A" 2>/dev/null && [ "$out" = '{"ok": true}' ]; then
-		ok "$1: the worker still serves"
-	else
-		not_ok "$1: the worker still serves (fx_call('ok') gave '$out')"
-	fi
-}
-
 if [ ! -x /usr/bin/slirp4netns ] && [ ! -x /usr/local/bin/slirp4netns ]; then
 	ok "# SKIP slirp4netns is not installed (--net is unavailable)"
 	exit 0
 fi
 
 fx_worker_start A
-mkdir -p "$FX_TEST_DIR/fn/ok" "$FX_TEST_DIR/fn/net"
-printf '#!/bin/sh\necho '\''{"ok": true}'\''\n' >"$FX_TEST_DIR/fn/ok/main"
-chmod +x "$FX_TEST_DIR/fn/ok/main"
-fx_deploy ok "$FX_TEST_DIR/fn/ok" --timeout 10s --retries 0
+fx_deploy_ok
+mkdir -p "$FX_TEST_DIR/fn/net"
 
 # A host listener on every address (TCP) and an abstract Unix socket; each
 # connection it accepts is a line in $listener.hits.

@@ -23,15 +23,10 @@ source "$(dirname "$0")/../lib.sh"
 fx_pg_start
 
 fx_worker_start A --concurrency 24
+fx_deploy_ok
 
 dir=$FX_TEST_DIR/fn
-mkdir -p "$dir/ok" "$dir/peer"
-cat >"$dir/ok/main" <<'EOF'
-#!/bin/sh
-echo '{"ok": true}'
-EOF
-chmod +x "$dir/ok/main"
-fx_deploy ok "$dir/ok" --timeout 10s --retries 0
+mkdir -p "$dir/peer"
 
 # peer/main.py MODE: a session function speaking the protocol by hand.
 cat >"$dir/peer/main.py" <<'EOF'
@@ -183,19 +178,7 @@ os.write(1, bytes.fromhex(args["hex"]))
 EOF
 fx_deploy simple "$dir/simple" --cmd "python3 main.py" --timeout 20s --retries 0
 
-finished() {
-	case "$(q "SELECT status FROM fx.invocation WHERE id = $1")" in
-	succeeded | failed | dead | cancelled) return 0 ;;
-	esac
-	return 1
-}
-# col ID EXPR: an expression over the invocation's row.
-col() { q "SELECT $2 FROM fx.invocation WHERE id = $1"; }
 hex() { printf '%s' "$1" | od -An -v -tx1 | tr -d ' \n'; }
-hwm() { grep VmHWM "/proc/$FX_WORKER_A/status" | tr -dc 0-9; }
-checked_memory() {
-	[ -z "$FX_WORKER_WRAPPER" ] && ! grep -q libasan "/proc/$FX_WORKER_A/maps" 2>/dev/null
-}
 # hwm_below WHAT KB: the worker's peak RSS so far is under KB.
 hwm_below() {
 	local peak
@@ -204,15 +187,6 @@ hwm_below() {
 		ok "$1: the worker's peak RSS stayed bounded # SKIP under a memory checker (${peak} kB)"
 	else
 		check "$1: the worker's peak RSS stayed bounded (${peak} kB < $2 kB)" test "${peak:-99999999}" -lt "$2"
-	fi
-}
-serves() {
-	local out
-	out=$(q "SELECT fx_call('ok', '{}', '10s')" 2>&1)
-	if kill -0 "$FX_WORKER_A" 2>/dev/null && [ "$out" = '{"ok": true}' ]; then
-		ok "$1: the worker still serves"
-	else
-		not_ok "$1: the worker still serves (fx_call('ok') gave '$out')"
 	fi
 }
 # check_like DESC GLOB ACTUAL

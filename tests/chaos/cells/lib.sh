@@ -7,7 +7,8 @@
 # steady load on them (load_start), does its fault, and then checks the
 # invariants (cell_check) and reports (cell_report).
 #
-# Invariants, as in tests/chaos/run.sh:
+# Invariants, as in tests/chaos/run.sh (those they share are in
+# tests/chaos/invariants.sh):
 #   - no invocation is left queued or running;
 #   - every invocation succeeded, except storm's, which are dead after
 #     exactly their allowed attempts;
@@ -30,9 +31,13 @@
 # SIZE=small|full picks the durations (size SMALL FULL).
 
 source "$(dirname "${BASH_SOURCE[0]}")/../../lib.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/../invariants.sh"
 
 SIZE=${SIZE:-small}
 CELL=${CELL:-$(basename "$0" .sh)}
+# each check names its cell; a query that fails says so
+EXPECT_PREFIX="$CELL: "
+EXPECT_NO_COUNT="query failed"
 size() { if [ "$SIZE" = full ]; then echo "$2"; else echo "$1"; fi; }
 
 WORKERS=2
@@ -168,10 +173,6 @@ load_stop() {
 	wait "$LOAD_PID" 2>/dev/null
 }
 
-# pending: invocations queued or running.
-pending() { q "SELECT count(*) FROM fx.invocation WHERE status IN ('queued', 'running')"; }
-settled() { [ "$(pending 2>/dev/null)" = 0 ]; }
-
 # --- faults and recovery ----------------------------------------------------
 
 FAULT_ENDS=()
@@ -200,19 +201,6 @@ baseline_latency() {
 }
 
 # --- checks -------------------------------------------------------------------
-
-VIOLATIONS=0
-# expect DESC QUERY: the query counts violations; 0 is ok.
-expect() {
-	local n
-	n=$(q "$2")
-	if [ "$n" = 0 ]; then
-		ok "$CELL: $1"
-	else
-		not_ok "$CELL: $1 (${n:-query failed} violations)"
-		VIOLATIONS=$((VIOLATIONS + ${n:-1}))
-	fi
-}
 
 # cell_drain: wait for every invocation to end, then stop the workers.
 cell_drain() {
@@ -247,28 +235,9 @@ cell_check() {
 		  WHERE CASE WHEN fn = 'storm'
 		             THEN NOT (status = 'dead' AND attempts - lost = 3 AND max_attempts = 3)
 		             ELSE status <> 'succeeded' END"
-	expect "each counter equals the number of its succeeded invocations" \
-		"SELECT count(*) FROM (SELECT key, count(*) n FROM fx.invocation
-		                        WHERE fn = 'counter' AND status = 'succeeded' GROUP BY key) i
-		   FULL JOIN fx.state s ON s.fn = 'counter' AND s.key = i.key
-		  WHERE coalesce((s.value->>'n')::bigint, 0) IS DISTINCT FROM coalesce(i.n, 0)"
-	expect "no counter invocation ran after a later one of its key" \
-		"SELECT coalesce(sum((value->>'disorder')::int), 0) FROM fx.state WHERE fn = 'counter'"
-	expect "the sum of all balances is unchanged" \
-		"SELECT abs(sum(balance) - $ACCOUNTS * $START_BALANCE) FROM chaos_account"
-	expect "each balance is its start plus its history" \
-		"SELECT count(*) FROM chaos_account a
-		  WHERE a.balance <> $START_BALANCE + coalesce((SELECT sum(delta) FROM chaos_history h
-		                                               WHERE h.account = a.id), 0)"
-	expect "each succeeded transfer is in the history exactly once" \
-		"SELECT count(*) FROM fx.invocation i
-		  WHERE i.fn = 'transfer' AND i.status = 'succeeded'
-		    AND (SELECT count(*) FROM chaos_history h WHERE h.transfer = (i.args->>'id')::bigint) <> 2"
-	expect "no other transfer is in the history" \
-		"SELECT count(*) FROM chaos_history h
-		  WHERE NOT EXISTS (SELECT 1 FROM fx.invocation i
-		                     WHERE i.fn = 'transfer' AND i.status = 'succeeded'
-		                       AND (i.args->>'id')::bigint = h.transfer)"
+	expect_counters
+	expect_balances
+	expect_transfers
 	expect "each succeeded mark wrote its row exactly once" \
 		"SELECT count(*) FROM fx.invocation i
 		  WHERE i.fn = 'mark' AND i.status = 'succeeded'
