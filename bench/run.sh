@@ -267,26 +267,35 @@ fx_reset() {
 }
 
 FX_ENQ() { echo "SELECT count(fx_invoke('noop', '{}')) FROM generate_series(1, $1)"; }
+# FX_LEFT N START: the poll, N minus those still queued or running, as
+# graphile-worker's counts the jobs left: an index probe each (the queued
+# and running rows have partial indexes), where counting the succeeded
+# ones read the whole run's rows every 50 ms, a load fx was measured with.
+FX_LEFT() {
+	echo "SELECT $1 - (SELECT count(*) FROM fx.invocation WHERE id > $2 AND status = 'queued' AND NOT blocked)
+		- (SELECT count(*) FROM fx.invocation WHERE id > $2 AND status = 'running')
+		- (SELECT count(*) FROM fx.invocation WHERE id > $2 AND blocked)"
+}
 
 # fx_throughput SCENARIO W C [hold]: one measured run; sets LAST_PER_S.
 fx_throughput() {
-	local s=$1 w=$2 c=$3 hold=${4:-} warm start db
+	local s=$1 w=$2 c=$3 hold=${4:-} warm start db ok
 	fx_reset
 	fx_start "$w" "$c"
 	warm=$((w * c * 2 > 200 ? w * c * 2 : 200))
 	drain fx "$warm" "$(FX_ENQ "$warm")" "SELECT count(*) FROM fx.invocation WHERE status = 'succeeded'" "fx warm-up"
 	start=$(q fx "SELECT coalesce(max(id), 0) FROM fx.invocation")
-	cmd_note "node bench/peers/drain.js --db fx --target N --enqueue \"$(FX_ENQ N)\" --count \"SELECT count(*) FROM fx.invocation WHERE id > START AND status = 'succeeded'\""
+	cmd_note "node bench/peers/drain.js --db fx --target N --enqueue \"$(FX_ENQ N)\" --count \"$(FX_LEFT N START)\""
 	checkpoint
 	[ -n "$hold" ] && hold_start fx
 	wait_quiet
 	snap fx
 	cpu_mark
-	drain fx "$N" "$(FX_ENQ "$N")" \
-		"SELECT count(*) FROM fx.invocation WHERE id > $start AND status = 'succeeded'" \
-		"fx ($w x --concurrency $c)"
+	drain fx "$N" "$(FX_ENQ "$N")" "$(FX_LEFT "$N" "$start")" "fx ($w x --concurrency $c)"
 	cpu_other
 	unsnap fx "$N"
+	ok=$(q fx "SELECT count(*) FROM fx.invocation WHERE id > $start AND status = 'succeeded'")
+	[ "$ok" = "$N" ] || die "fx: $ok of $N invocations succeeded"
 	db=$(q fx "SELECT round(($N / extract(epoch FROM max(finished_at) - min(created_at)))::numeric, 1)
 		FROM fx.invocation WHERE id > $start")
 	[ -n "$hold" ] && hold_stop
