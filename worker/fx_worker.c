@@ -68,6 +68,7 @@ typedef struct fx_worker
 	fx_exec		ex;
 	fx_txn_pool txns;			/* connections for the functions' sql */
 	fx_db		sdb;			/* state reads, not queued behind db's cycles */
+	fx_db		fdb;			/* finishes, beside db's claims (send_finish) */
 	fx_requests requests;
 	fx_secret_cache secrets;	/* functions' secrets, by NOTIFY fx_secret */
 	fx_workflows workflows;
@@ -85,6 +86,7 @@ typedef struct fx_worker
 	int			nactive;
 	fx_inv	   *done;			/* finished, waiting to be sent */
 	fx_inv	   *sending;		/* finished ones in the fx.cycle in flight */
+	fx_inv	   *finishing;		/* finished ones in the fx.finish in flight */
 	fx_inv	   *ready;			/* claimed and ready, waiting for a slot */
 	fx_inv	  **ready_tail;
 	int			nrunning;		/* attempts executing */
@@ -191,6 +193,99 @@ free_list(fx_inv *l)
 	}
 }
 
+/* Finished attempts the database has recorded (or refused). */
+static void
+recorded(fx_worker *w, fx_inv *sent)
+{
+	for (fx_inv *i = sent; i; i = i->next)
+		if (!i->ok)
+		{
+			/* a retry, behind the cursor: now, or when it comes due */
+			w->rescan_wanted = true;
+			schedule_due(w);
+			break;
+		}
+	free_list(sent);
+}
+
+/* A send failed with its connection: its items go with the next one. */
+static void
+unsent(fx_worker *w, fx_inv *sent)
+{
+	fx_inv	  **tail = &sent;
+
+	while (*tail)
+		tail = &(*tail)->next;
+	*tail = w->done;
+	w->done = sent;
+}
+
+static void
+finished_cb(fx_db *db, PGresult *res, void *arg)
+{
+	fx_worker  *w = worker_of(db);
+	fx_inv	   *sent = w->finishing;
+
+	(void) arg;
+	w->finishing = NULL;
+	if (res == NULL)
+		unsent(w, sent);		/* on db's next cycle, or here once back */
+	else if (PQresultStatus(res) != PGRES_TUPLES_OK)
+	{
+		fx_err("recording finished invocations failed, leaving them to lease recovery: %s",
+			   fx_db_error(res));
+		free_list(sent);
+	}
+	else
+		recorded(w, sent);
+	cycle(w);
+	maybe_stop(w);
+}
+
+/*
+ * Record what has finished on fdb, a connection of its own: its commit
+ * waits for the disk, and meanwhile db's claims, which do not, go on, so
+ * the worker's two round trips overlap instead of taking turns (the
+ * database commits both connections' waits together when they meet).  A
+ * keyed invocation's finish goes with db's claim instead, which takes the
+ * next of its key in the same transaction (fx.cycle), and so does every
+ * finish while fdb is not connected.
+ */
+static void
+send_finish(fx_worker *w)
+{
+	cJSON	   *items;
+	char	   *json;
+	char		backoff[16];
+	const char *params[3];
+
+	if (w->finishing || w->done == NULL || w->fdb.state != FX_DB_READY)
+		return;
+	for (fx_inv *i = w->done; i; i = i->next)
+		if (i->key)
+			return;
+	items = cJSON_CreateArray();
+	for (fx_inv *i = w->done; i; i = i->next)
+		cJSON_AddItemToArray(items, finish_item(i));
+	json = cJSON_PrintUnformatted(items);
+	cJSON_Delete(items);
+	snprintf(backoff, sizeof(backoff), "%d", w->cfg.backoff_ms);
+	params[0] = w->owner;
+	params[1] = json;
+	params[2] = backoff;
+	w->finishing = w->done;
+	w->done = NULL;
+	fx_db_query_prepared(&w->fdb, "SELECT count(*) FROM fx.finish($1, $2::jsonb, $3::int)",
+						 3, params, finished_cb, NULL);
+	cJSON_free(json);
+}
+
+static void
+fdb_ready(fx_db *db)
+{
+	cycle(worker_of(db));
+}
+
 /*
  * Claims start after a cursor, the last row this worker claimed, since a
  * long-held snapshot keeps the index entries of every claimed row and a
@@ -282,12 +377,8 @@ cycled_cb(fx_db *db, PGresult *res, void *arg)
 	if (res == NULL)
 	{
 		/* Lost connection: send them again after reconnecting. */
-		fx_inv	  **tail = &sent;
-
-		while (*tail)
-			tail = &(*tail)->next;
-		*tail = w->done;
-		w->done = sent;
+		unsent(w, sent);
+		cycle(w);				/* fdb may take them meanwhile */
 		maybe_stop(w);
 		return;
 	}
@@ -299,15 +390,7 @@ cycled_cb(fx_db *db, PGresult *res, void *arg)
 		maybe_stop(w);
 		return;
 	}
-	for (fx_inv *i = sent; i; i = i->next)
-		if (!i->ok)
-		{
-			/* a retry, behind the cursor: now, or when it comes due */
-			w->rescan_wanted = true;
-			schedule_due(w);
-			break;
-		}
-	free_list(sent);
+	recorded(w, sent);
 	n = PQntuples(res);
 	if (from_start)
 		rescanned(w, took);
@@ -352,7 +435,9 @@ cycle(fx_worker *w)
 	char		cid[24];
 	int			n = 0;
 	bool		from_start = false;
+	fx_inv	   *carry = NULL;	/* the finishes this cycle records */
 
+	send_finish(w);
 	if (w->cycling || w->db.state != FX_DB_READY)
 		return;					/* queries made in on_ready go after its own */
 	if (w->want_claim && !w->draining)
@@ -363,9 +448,16 @@ cycle(fx_worker *w)
 		if (n < 0)
 			n = 0;
 	}
-	if (n == 0 && w->done == NULL)
+	/* what send_finish left: keyed ones, or all while fdb is away */
+	for (fx_inv *i = w->done; i; i = i->next)
+		if (i->key || w->fdb.state != FX_DB_READY)
+		{
+			carry = w->done;
+			break;
+		}
+	if (n == 0 && carry == NULL)
 		return;
-	for (fx_inv *i = w->done; i && !w->draining; i = i->next)
+	for (fx_inv *i = carry; i && !w->draining; i = i->next)
 		if (i->key)
 		{
 			/*
@@ -384,7 +476,7 @@ cycle(fx_worker *w)
 			break;
 		}
 	items = cJSON_CreateArray();
-	for (fx_inv *i = w->done; i; i = i->next)
+	for (fx_inv *i = carry; i; i = i->next)
 		cJSON_AddItemToArray(items, finish_item(i));
 	json = cJSON_PrintUnformatted(items);
 	cJSON_Delete(items);
@@ -414,8 +506,9 @@ cycle(fx_worker *w)
 	params[5] = from_start ? NULL : cprio;
 	params[6] = from_start ? NULL : cid;
 	params[7] = FX_OVERDUE_MS;	/* no starvation (fx.claim) */
-	w->sending = w->done;
-	w->done = NULL;
+	w->sending = carry;
+	if (carry)
+		w->done = NULL;
 	w->cycling = true;
 	w->cycle_timed = fx_db_idle(&w->db);	/* else it waits behind others */
 	w->cycle_sent = fx_mono_ns();
@@ -1339,7 +1432,7 @@ maybe_stop(fx_worker *w)
 {
 	if (!w->draining || w->db_closed || w->db.state == FX_DB_CLOSED)
 		return;
-	if (!w->stopping && (w->nactive > 0 || w->cycling || w->committing > 0 ||
+	if (!w->stopping && (w->nactive > 0 || w->cycling || w->finishing || w->committing > 0 ||
 						 (w->done && w->db.state == FX_DB_READY)))
 		return;
 	if (w->stopping && w->nactive > 0)
@@ -1356,6 +1449,7 @@ maybe_stop(fx_worker *w)
 	fx_exec_shutdown(&w->ex);
 	fx_txn_pool_shutdown(&w->txns);
 	fx_db_close(&w->sdb);
+	fx_db_close(&w->fdb);
 	if (w->cfg.exec.sandbox)
 		fx_sandbox_shutdown();
 	fx_db_close(&w->db);
@@ -1556,6 +1650,10 @@ fx_worker_run(const fx_worker_config *cfg)
 	w->workflows.loop = &w->loop;
 	w->workflows.db = &w->sdb;
 	w->workflows.owner = w->owner;
+	snprintf(name, sizeof(name), "finish/%s", w->owner);
+	fx_db_init(&w->fdb, &w->loop, cfg->conninfo, name);
+	w->fdb.data = w;
+	w->fdb.on_ready = fdb_ready;
 	w->workflows.grace_ms = cfg->wait_grace_ms;
 	w->workflows.max_output = cfg->exec.max_result_bytes;
 	w->workflows.find = find_running;
@@ -1592,6 +1690,7 @@ fx_worker_run(const fx_worker_config *cfg)
 		maybe_stop(w);			/* closes everything: uv_run returns */
 	fx_db_start(&w->db);
 	fx_db_start(&w->sdb);
+	fx_db_start(&w->fdb);
 	uv_run(&w->loop, UV_RUN_DEFAULT);
 	uv_walk(&w->loop, walk_close, NULL);
 	uv_run(&w->loop, UV_RUN_DEFAULT);
