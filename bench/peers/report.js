@@ -409,6 +409,11 @@ function render(m, rs, commands) {
     '(namespaces, cgroups, seccomp), one warm process per concurrent slot; the peers run a no-op JavaScript ' +
     'function inside their own Node.js process. fx\'s figures include crossing a process boundary per ' +
     'invocation, the peers\' do not.');
+  L.push('- Statistics: fx\'s and graphile-worker\'s queue tables are analyzed once, before the first measured run, ' +
+    'while N jobs wait (then emptied), as autovacuum does for a queue in use; every run then starts from an empty ' +
+    'queue. Without that, graphile-worker\'s claims run at about half speed (12,000/s against 19,000-22,000/s here), ' +
+    'and which runs of a benchmark had the good statistics depended on when autovacuum came by. DBOS\'s tables are ' +
+    'left as they are (a fresh system database per run).');
   L.push('- graphile-worker: jobs are added with one `add_jobs(array)` call, not `add_job` per row (which can fall ' +
     'into sequential scans of a fresh jobs table); concurrency 10, `localQueue.size` 50 and ' +
     '`completeJobBatchDelay`/`failJobBatchDelay` 0, as in `shared/research/queues-measured.md`.');
