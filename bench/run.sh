@@ -660,6 +660,11 @@ idle_windows() {
 	echo "$out"
 }
 
+# A backend reports its counters (pg_stat_database's commits) when idle,
+# at most once a second, else up to 10 s after its last report: what a
+# system did just before its idle windows could be counted in the first.
+idle_settle() { sleep "$((SETTLE_S > 11 ? SETTLE_S : 11))"; }
+
 scenario_idle() {
 	local rates mem pid sessions v
 	step "4. idle load: commits per second ($IDLE_WINDOWS x $IDLE_S s windows) and resident memory"
@@ -667,7 +672,7 @@ scenario_idle() {
 	sessions=$((WARM_FNS + 28 > 128 ? WARM_FNS + 28 : 128))
 	fx_start 1 "$FX_C" "$sessions"
 	pid=${FX_WPIDS[0]}
-	sleep "$SETTLE_S"
+	idle_settle
 	rates=$(idle_windows fx)
 	mem=$(tree_mem "$pid")
 	emit s=idle sys=fx state=idle rates="[$rates]" rss_kb="$(rss_kb "$pid")" pss_kb="$(pss_kb "$pid")" \
@@ -678,7 +683,7 @@ scenario_idle() {
 	drain fx "$WARM_FNS" "SELECT count(fx_invoke('warm-' || i, '{}')) FROM generate_series(1, $WARM_FNS) i" \
 		"SELECT count(*) FROM fx.invocation WHERE fn LIKE 'warm-%' AND status = 'succeeded'" "fx warm functions"
 	cmd_note "fx_deploy('warm-I', <noop's bundle>, ARRAY['./noop'], '{\"mode\": \"session\"}') and one fx_invoke each, I = 1..$WARM_FNS"
-	sleep "$SETTLE_S"
+	idle_settle
 	rates=$(idle_windows fx)
 	mem=$(tree_mem "$pid")
 	emit s=idle sys=fx state=warm rates="[$rates]" rss_kb="$(rss_kb "$pid")" pss_kb="$(pss_kb "$pid")" \
@@ -689,7 +694,7 @@ scenario_idle() {
 	if peer graphile; then
 		gw_start 1
 		pid=${PEER_PIDS[0]}
-		sleep "$SETTLE_S"
+		idle_settle
 		rates=$(idle_windows graphile)
 		emit s=idle sys=graphile state=idle rates="[$rates]" rss_kb="$(rss_kb "$pid")" pss_kb="$(pss_kb "$pid")"
 		log "  graphile-worker idle: $rates commits/s, RSS $(($(rss_kb "$pid") / 1024)) MB"
@@ -700,7 +705,7 @@ scenario_idle() {
 			dbos_reset
 			dbos_start 1 "$v"
 			pid=${PEER_PIDS[0]}
-			sleep "$SETTLE_S"
+			idle_settle
 			rates=$(idle_windows dbos)
 			emit s=idle sys=dbos state=idle variant="$v" cfg="$(dbos_describe "$v")" rates="[$rates]" \
 				rss_kb="$(rss_kb "$pid")" pss_kb="$(pss_kb "$pid")"
