@@ -99,32 +99,6 @@ step() {
 	log "[$STEP/$STEPS] $*"
 }
 
-# Percent of all CPUs busy over one second.
-cpu_busy() {
-	local a b
-	read -r -a a </proc/stat
-	sleep 1
-	read -r -a b </proc/stat
-	awk -v a="${a[*]}" -v b="${b[*]}" 'BEGIN {
-		split(a, x); split(b, y); t = 0
-		for (i = 2; i <= 9; i++) t += y[i] - x[i]
-		idle = y[5] - x[5] + y[6] - x[6]
-		printf "%.0f", (t > 0 ? 100 * (t - idle) / t : 0) }'
-}
-
-# Before a measured run: wait (within QUIET_BUDGET seconds in all) until
-# less than 25% of the CPUs are busy; $BUSY is the last reading.
-wait_quiet() {
-	while :; do
-		BUSY=$(cpu_busy)
-		[ "$BUSY" -lt 25 ] && return 0
-		[ "$QUIET_LEFT" -le 0 ] && { log "  measuring anyway with ${BUSY}% CPU busy"; return 0; }
-		log "  ${BUSY}% CPU busy before a measured run: waiting"
-		QUIET_LEFT=$((QUIET_LEFT - 3))
-		sleep 2
-	done
-}
-
 # fxq SQL: one value (or rows) from the fx database.
 fxq() { q fx "$1"; }
 

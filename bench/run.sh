@@ -133,34 +133,6 @@ emit() {
 	printf '{%s}\n' "$out" >>"$JSONL"
 }
 
-# Percent of all CPUs busy over one second.
-cpu_busy() {
-	local a b
-	read -r -a a </proc/stat
-	sleep 1
-	read -r -a b </proc/stat
-	awk -v u0="${a[1]}" -v n0="${a[2]}" -v s0="${a[3]}" -v i0="${a[4]}" -v w0="${a[5]}" \
-		-v q0="${a[6]}" -v sq0="${a[7]}" -v st0="${a[8]}" \
-		-v u1="${b[1]}" -v n1="${b[2]}" -v s1="${b[3]}" -v i1="${b[4]}" -v w1="${b[5]}" \
-		-v q1="${b[6]}" -v sq1="${b[7]}" -v st1="${b[8]}" 'BEGIN {
-		busy = (u1 - u0) + (n1 - n0) + (s1 - s0) + (q1 - q0) + (sq1 - sq0) + (st1 - st0);
-		all = busy + (i1 - i0) + (w1 - w0);
-		printf "%.0f", (all > 0 ? 100 * busy / all : 0) }'
-}
-
-# Before a measured run: wait (within QUIET_BUDGET seconds in all) until
-# less than 25% of the CPUs are busy; $BUSY is the last reading.
-wait_quiet() {
-	while :; do
-		BUSY=$(cpu_busy)
-		[ "$BUSY" -lt 25 ] && return 0
-		[ "$QUIET_LEFT" -le 0 ] && { log "  measuring anyway with ${BUSY}% CPU busy"; return 0; }
-		log "  ${BUSY}% CPU busy before a measured run: waiting"
-		QUIET_LEFT=$((QUIET_LEFT - 3))
-		sleep 2
-	done
-}
-
 other_note() {
 	[ "${OTHER:-0}" -lt 5 ] || printf ' (other processes: %s%% of the CPUs)' "$OTHER"
 }
