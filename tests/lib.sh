@@ -154,6 +154,14 @@ fx_deploy() { "$FX_BIN" deploy "$@" >/dev/null; }
 
 # --- worker A, function ok, invocations (the sandbox tests) ------------------
 
+# mkfn NAME FILE: a bundle directory holding FILE (read from stdin), executable.
+mkfn() {
+	mkdir -p "$FX_TEST_DIR/fn/$1"
+	cat >"$FX_TEST_DIR/fn/$1/$2"
+	chmod +x "$FX_TEST_DIR/fn/$1/$2"
+	echo "$FX_TEST_DIR/fn/$1"
+}
+
 # fx_deploy_ok: deploy function ok, which prints {"ok": true}: what serves
 # calls.
 fx_deploy_ok() {

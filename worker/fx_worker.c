@@ -181,6 +181,20 @@ finish_item(fx_inv *inv)
 	return it;
 }
 
+/* The finish items of a list, as fx.finish and fx.cycle take them. */
+static char *
+finish_json(fx_inv *list)
+{
+	cJSON	   *items = cJSON_CreateArray();
+	char	   *json;
+
+	for (fx_inv *i = list; i; i = i->next)
+		cJSON_AddItemToArray(items, finish_item(i));
+	json = cJSON_PrintUnformatted(items);
+	cJSON_Delete(items);
+	return json;
+}
+
 static void
 free_list(fx_inv *l)
 {
@@ -254,7 +268,6 @@ finished_cb(fx_db *db, PGresult *res, void *arg)
 static void
 send_finish(fx_worker *w)
 {
-	cJSON	   *items;
 	char	   *json;
 	char		backoff[16];
 	const char *params[3];
@@ -264,11 +277,7 @@ send_finish(fx_worker *w)
 	for (fx_inv *i = w->done; i; i = i->next)
 		if (i->key)
 			return;
-	items = cJSON_CreateArray();
-	for (fx_inv *i = w->done; i; i = i->next)
-		cJSON_AddItemToArray(items, finish_item(i));
-	json = cJSON_PrintUnformatted(items);
-	cJSON_Delete(items);
+	json = finish_json(w->done);
 	snprintf(backoff, sizeof(backoff), "%d", w->cfg.backoff_ms);
 	params[0] = w->owner;
 	params[1] = json;
@@ -425,7 +434,6 @@ cycled_cb(fx_db *db, PGresult *res, void *arg)
 static void
 cycle(fx_worker *w)
 {
-	cJSON	   *items;
 	char	   *json;
 	char		backoff[16];
 	char		nbuf[16];
@@ -475,11 +483,7 @@ cycle(fx_worker *w)
 			}
 			break;
 		}
-	items = cJSON_CreateArray();
-	for (fx_inv *i = carry; i; i = i->next)
-		cJSON_AddItemToArray(items, finish_item(i));
-	json = cJSON_PrintUnformatted(items);
-	cJSON_Delete(items);
+	json = finish_json(carry);
 	snprintf(backoff, sizeof(backoff), "%d", w->cfg.backoff_ms);
 	snprintf(nbuf, sizeof(nbuf), "%d", n);
 	params[0] = w->owner;

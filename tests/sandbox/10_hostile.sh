@@ -22,14 +22,6 @@ fx_pg_start
 
 tag=$$$RANDOM
 
-# mkfn NAME FILE: a bundle directory holding FILE (read from stdin), executable.
-mkfn() {
-	mkdir -p "$FX_TEST_DIR/fn/$1"
-	cat >"$FX_TEST_DIR/fn/$1/$2"
-	chmod +x "$FX_TEST_DIR/fn/$1/$2"
-	echo "$FX_TEST_DIR/fn/$1"
-}
-
 # redeploy NAME OPTIONS: a new version of NAME with its latest bundle and
 # command and these options (those fx deploy has no flag for).
 redeploy() {

@@ -15,34 +15,6 @@ value="s3cr3t-$tag-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 value2="n3w-$tag-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 sha() { printf '%s' "$1" | sha256sum | cut -d' ' -f1; }
 
-# mkfn NAME FILE: a bundle directory holding FILE (read from stdin), executable.
-mkfn() {
-	mkdir -p "$FX_TEST_DIR/fn/$1"
-	cat >"$FX_TEST_DIR/fn/$1/$2"
-	chmod +x "$FX_TEST_DIR/fn/$1/$2"
-	echo "$FX_TEST_DIR/fn/$1"
-}
-
-finished() {
-	case "$(q "SELECT status FROM fx.invocation WHERE id = $1")" in
-	succeeded | failed | dead | cancelled) return 0 ;;
-	esac
-	return 1
-}
-
-# run NAME [ARGS]: invoke NAME, wait until it has finished, print its id.
-run() {
-	local args=${2-} id end
-	[ -n "$args" ] || args='{}'
-	id=$(q "SELECT fx_invoke('$1', \$j\$$args\$j\$)")
-	end=$((SECONDS + 20))
-	while ! finished "$id" && [ $SECONDS -lt $end ]; do sleep 0.05; done
-	echo "$id"
-}
-
-res() { q "SELECT result->>'$2' FROM fx.invocation WHERE id = $1"; }
-col() { q "SELECT $2 FROM fx.invocation WHERE id = $1"; }
-
 fx_worker_start A --log-level debug
 
 # --- delivery: a granted function reads its file --------------------------
