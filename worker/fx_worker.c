@@ -425,11 +425,12 @@ cycled_cb(fx_db *db, PGresult *res, void *arg)
 }
 
 /*
- * Send one fx.cycle: everything finished so far, and a claim for as many
- * as there is room for (running slots plus a prefetch of ready ones), in
- * one round trip and one commit.  Only one is in flight at a time; what
- * finishes meanwhile goes with the next, so a busy worker batches.  A cycle
- * that only claims commits without waiting for the disk (see fx.cycle).
+ * Send one fx.cycle: a claim for as many as there is room for (running
+ * slots plus a prefetch of ready ones), with the finishes send_finish left
+ * (keyed ones, or all while fdb is away), in one round trip and one
+ * commit.  Only one is in flight at a time; what finishes meanwhile goes
+ * with the next, so a busy worker batches.  A cycle that only claims
+ * commits without waiting for the disk (see fx.cycle).
  */
 static void
 cycle(fx_worker *w)
