@@ -150,6 +150,7 @@
 #define FX_H
 
 #include <errno.h>
+#include <poll.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -357,13 +358,16 @@ fx__write_full(int fd, const void *buf, size_t len)
 	return 0;
 }
 
-/* Send msg as one length-prefixed message and delete it. */
+/*
+ * Send msg as one length-prefixed message and delete it.  Header and text
+ * go in one write, so the worker wakes once for the message, not twice.
+ */
 static inline int
 fx__send(int fd, cJSON *msg)
 {
 	char	   *text = cJSON_PrintUnformatted(msg);
+	unsigned char *frame = NULL;
 	size_t		len;
-	unsigned char header[4];
 	int			rc = -1;
 
 	cJSON_Delete(msg);
@@ -375,18 +379,20 @@ fx__send(int fd, cJSON *msg)
 	len = strlen(text);
 	if (len > FX_MAX_MESSAGE)
 		fprintf(stderr, "fx: message of %zu bytes is too large\n", len);
+	else if ((frame = (unsigned char *) malloc(len + 4)) == NULL)
+		fprintf(stderr, "fx: out of memory\n");
 	else
 	{
-		header[0] = (unsigned char) (len >> 24);
-		header[1] = (unsigned char) (len >> 16);
-		header[2] = (unsigned char) (len >> 8);
-		header[3] = (unsigned char) len;
-		rc = fx__write_full(fd, header, 4);
-		if (rc == 0)
-			rc = fx__write_full(fd, text, len);
+		frame[0] = (unsigned char) (len >> 24);
+		frame[1] = (unsigned char) (len >> 16);
+		frame[2] = (unsigned char) (len >> 8);
+		frame[3] = (unsigned char) len;
+		memcpy(frame + 4, text, len);
+		rc = fx__write_full(fd, frame, len + 4);
 		if (rc < 0)
 			fprintf(stderr, "fx: write: %s\n", strerror(errno));
 	}
+	free(frame);
 	cJSON_free(text);
 	return rc;
 }
@@ -403,6 +409,18 @@ fx__recv(int fd, cJSON **msg)
 	char	   *text;
 	ssize_t		n;
 
+	/*
+	 * Wait in poll() for something to read rather than in read(): a reader
+	 * blocked in read() on a Unix socket is woken each time its peer reads
+	 * what it sent, as the worker does with every answer; poll() is woken
+	 * only when there is something to read.
+	 */
+	{
+		struct pollfd p = {fd, POLLIN, 0};
+
+		while (poll(&p, 1, -1) < 0 && errno == EINTR)
+			;
+	}
 	n = fx__read_full(fd, header, 4);
 	if (n == 0)
 		return 0;

@@ -101,6 +101,7 @@ The worker puts this module on ``PYTHONPATH``.
 
 import json
 import os
+import select
 import struct
 import sys
 import traceback
@@ -473,6 +474,17 @@ def _dumps(value):
         raise Error("result is not JSON: %s" % e, None, False) from None
 
 
+_pollers = {}
+
+
+def _poller(fd):
+    p = _pollers.get(fd)
+    if p is None:
+        p = _pollers[fd] = select.poll()
+        p.register(fd, select.POLLIN)
+    return p
+
+
 def _read_full(fd, n):
     """Read exactly n bytes from fd; fewer only at end of file."""
     chunks = []
@@ -500,6 +512,10 @@ def _send(fd, text):
 
 def _recv(fd):
     """Return the next message as a dict, or None at end of file."""
+    # Wait in poll, not in read: a reader blocked in read on a Unix socket
+    # is woken each time the worker reads what it sent, poll only when
+    # there is something to read.
+    _poller(fd).poll()
     header = _read_full(fd, 4)
     if not header:
         return None
