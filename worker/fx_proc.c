@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/sched.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,6 +52,15 @@ child_fail(int errfd, int step)
 	_exit(127);
 }
 
+void
+fx_proc_batch_policy(void)
+{
+	struct sched_param none = {0};
+
+	/* Only a lower policy: no privilege needed, and nothing to do if refused. */
+	(void) syscall(SYS_sched_setscheduler, 0, SCHED_BATCH, &none);
+}
+
 /* In the child: fds[0..3] become 0..3 (fds[3] may be -1). */
 static void
 child_main(const fx_proc_spec *spec, const char *path, int fds[4], int errfd)
@@ -77,6 +87,7 @@ child_main(const fx_proc_spec *spec, const char *path, int fds[4], int errfd)
 		child_fail(errfd, STEP_DUP);
 	if (spec->cwd && chdir(spec->cwd) < 0)
 		child_fail(errfd, STEP_CHDIR);
+	fx_proc_batch_policy();
 	execve(path, spec->argv, spec->envp);
 	child_fail(errfd, STEP_EXEC);
 }

@@ -95,6 +95,14 @@ void		fx_proc_kill(fx_proc *p);
 /* Close every handle; on_closed runs at the end.  Kills it if still alive. */
 void		fx_proc_close(fx_proc *p);
 
+/*
+ * In a function's process, just before exec: the SCHED_BATCH policy, so
+ * that a function woken with a request waits for the CPU it wakes on rather
+ * than preempting what runs there, most often the worker, which has more
+ * requests to hand out.  Async-signal-safe.
+ */
+void		fx_proc_batch_policy(void);
+
 /* "exit status 3", "killed by signal 9" */
 char	   *fx_proc_describe(int status);
 

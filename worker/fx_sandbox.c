@@ -42,6 +42,7 @@
 
 #include "fx_bundle.h"
 #include "fx_log.h"
+#include "fx_proc.h"
 #include "fx_sandbox.h"
 #include "fx_seccomp.h"
 #include "fx_secret.h"
@@ -435,6 +436,7 @@ drop_privileges(uid_t uid, gid_t gid)
 		child_fail(STEP_PRIVS);
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
 		child_fail(STEP_PRIVS);
+	fx_proc_batch_policy();
 	if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &sb.seccomp) < 0)
 		child_fail(STEP_SECCOMP);
 }

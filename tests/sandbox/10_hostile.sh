@@ -439,8 +439,10 @@ printf '{"uid": "%s", "euid": "%s", "gid": "%s", "groups": "%s", "caps": "%s", "
 	"$(id -ru)" "$(id -u)" "$(id -g)" "$(id -G)" "$caps" "$(st NoNewPrivs)"
 printf '"seccomp": "%s", "suid_mode": "%s", "suid_u": "%s", "suid_all": "%s",' \
 	"$(st Seccomp)" "$suid_mode" "$suid_u" "$suid_all"
-printf '"su_rc": %d, "su_root": "%s", "passwd_rc": %d, "uid_map": "%s", "pid": %d}\n' \
+printf '"su_rc": %d, "su_root": "%s", "passwd_rc": %d, "uid_map": "%s", "pid": %d,' \
 	"$su_rc" "$su_root" "$passwd_rc" "$(tr -s ' ' <"/proc/self/uid_map" | sed 's/^ //')" "$$"
+# field 41 of stat: the scheduling policy (3: SCHED_BATCH), inherited by cut
+printf '"policy": "%s"}\n' "$(cut -d' ' -f41 /proc/self/stat)"
 EOF
 )
 fx_deploy privs "$dir" --timeout 10s --retries 0
@@ -463,6 +465,7 @@ check_eq "privileges: su never runs a command as uid 0" no "$(res "$id" su_root)
 check "privileges: passwd -d root (setuid root on the host) fails (exit $(res "$id" passwd_rc))" \
 	test "$(res "$id" passwd_rc)" != 0
 check_eq "privileges: the function is PID 2 (under the sandbox's reaper)" 2 "$(res "$id" pid)"
+check_eq "privileges: the function runs under SCHED_BATCH (policy 3)" 3 "$(res "$id" policy)"
 serves "privileges"
 
 # --- no descriptors and no environment leak in from the worker
