@@ -99,7 +99,7 @@ fx_inv_log(fx_inv *inv, const char *stream, const char *line, size_t n)
 	if (inv->logs == NULL)
 		inv->logs = cJSON_CreateArray();
 	entry = cJSON_CreateArray();
-	cJSON_AddItemToArray(entry, cJSON_CreateNumber((double) fx_now_ms()));
+	cJSON_AddItemToArray(entry, fx_json_int(fx_now_ms()));
 	cJSON_AddItemToArray(entry, cJSON_CreateString(stream));
 	copy = fx_utf8_clean(line, n);	/* it goes to PostgreSQL as JSON */
 	cJSON_AddItemToArray(entry, cJSON_CreateString(copy));
@@ -675,7 +675,7 @@ session_invoke(fx_session *s)
 
 	s->state = SESSION_BUSY;
 	cJSON_AddStringToObject(msg, "type", "invoke");
-	cJSON_AddNumberToObject(msg, "id", (double) inv->id);
+	cJSON_AddItemToObject(msg, "id", fx_json_int(inv->id));
 	cJSON_AddStringToObject(msg, "fn", inv->fn);
 	cJSON_AddNumberToObject(msg, "version", inv->version);
 	cJSON_AddNumberToObject(msg, "attempt", inv->attempt);
@@ -685,7 +685,7 @@ session_invoke(fx_session *s)
 	else
 		cJSON_AddNullToObject(msg, "key");
 	cJSON_AddStringToObject(msg, "idempotency_key", inv->idem);
-	cJSON_AddNumberToObject(msg, "deadline", (double) inv->deadline_ms);
+	cJSON_AddItemToObject(msg, "deadline", fx_json_int(inv->deadline_ms));
 	s->waiting = 0;
 	if (session_send(s, msg) < 0)
 		session_end(s, "cannot write to the session process", NULL);

@@ -9,6 +9,7 @@
  */
 #include <limits.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "fx_json.h"
@@ -538,6 +539,25 @@ fx_json_raw(const char *text, size_t len)
 	raw = cJSON_CreateRaw(copy);
 	free(copy);
 	return raw;
+}
+
+cJSON *
+fx_json_int(long long v)
+{
+	char		buf[24];
+
+	snprintf(buf, sizeof(buf), "%lld", v);
+	return cJSON_CreateRaw(buf);
+}
+
+cJSON *
+fx_json_ms(double ms)
+{
+	long long	us = ms > 0 ? (long long) (ms * 1000 + 0.5) : 0;
+	char		buf[32];
+
+	snprintf(buf, sizeof(buf), "%lld.%03lld", us / 1000, us % 1000);
+	return cJSON_CreateRaw(buf);
 }
 
 /* ---------------------------------------------------------------------

@@ -34,6 +34,7 @@
 #include "fx_bundle.h"
 #include "fx_db.h"
 #include "fx_http.h"
+#include "fx_json.h"
 #include "fx_log.h"
 #include "fx_request.h"
 #include "fx_sandbox.h"
@@ -133,7 +134,7 @@ finish_item(fx_inv *inv)
 {
 	cJSON	   *it = cJSON_CreateObject();
 
-	cJSON_AddNumberToObject(it, "id", (double) inv->id);
+	cJSON_AddItemToObject(it, "id", fx_json_int(inv->id));
 	cJSON_AddNumberToObject(it, "epoch", inv->epoch);
 	if (inv->token)
 		cJSON_AddStringToObject(it, "token", inv->token);
@@ -155,9 +156,9 @@ finish_item(fx_inv *inv)
 		if (inv->lost)
 			cJSON_AddBoolToObject(it, "lost", true);
 	}
-	cJSON_AddNumberToObject(it, "wall_ms", inv->wall_ms);
-	cJSON_AddNumberToObject(it, "cpu_ms", inv->cpu_ms);
-	cJSON_AddNumberToObject(it, "max_rss_kb", (double) inv->max_rss_kb);
+	cJSON_AddItemToObject(it, "wall_ms", fx_json_ms(inv->wall_ms));
+	cJSON_AddItemToObject(it, "cpu_ms", fx_json_ms(inv->cpu_ms));
+	cJSON_AddItemToObject(it, "max_rss_kb", fx_json_int(inv->max_rss_kb));
 	if (inv->started_ns)
 		cJSON_AddStringToObject(it, "start", inv->start == FX_START_WARM ? "warm" :
 								inv->start == FX_START_PREWARMED ? "prewarmed" : "cold");
