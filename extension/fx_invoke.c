@@ -1,7 +1,8 @@
 /*
  * fx_invoke.c: transactional enqueue.
  *
- * fx_invoke() is one INSERT into fx.invocation plus a NOTIFY on fx_wake.
+ * fx_invoke() is one INSERT into fx.invocation plus a NOTIFY on fx_wake;
+ * fx_invoke_all() is the same for a batch, one INSERT for all.
  * Both take effect when the caller commits and vanish if it rolls back;
  * NOTIFYs with the same channel and payload are folded by PostgreSQL, so an
  * enqueue of 20,000 rows in one statement wakes the workers once.
@@ -23,6 +24,7 @@
 #include "utils/memutils.h"
 #include "utils/syscache.h"
 #include "utils/acl.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/jsonb.h"
@@ -31,6 +33,7 @@
 #include "fx.h"
 
 PG_FUNCTION_INFO_V1(fx_invoke);
+PG_FUNCTION_INFO_V1(fx_invoke_all);
 
 static SPIPlanPtr by_version_plan = NULL;
 static SPIPlanPtr by_alias_plan = NULL;
@@ -41,6 +44,7 @@ static SPIPlanPtr insert_keyed_plan = NULL;
 static SPIPlanPtr insert_keyed_idem_plan = NULL;
 static SPIPlanPtr idem_plan = NULL;
 static SPIPlanPtr may_plan = NULL;
+static SPIPlanPtr insert_all_plan = NULL;
 
 /*
  * Saved plans.  The inserts' plans are generic, made once per session: a
@@ -439,6 +443,56 @@ invoker_of(Oid caller)
 	return get_role_oid(fx_invoke_as, false);
 }
 
+/* A delay must not be negative, a timeout must be positive (NULL: none). */
+static void
+check_delay_timeout(Datum delay, bool delay_null, Datum timeout, bool timeout_null)
+{
+	Datum		zero = IntervalPGetDatum(palloc0(sizeof(Interval)));
+
+	if (!delay_null && DatumGetBool(DirectFunctionCall2(interval_lt, delay, zero)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("delay must not be negative")));
+	if (!timeout_null && !DatumGetBool(DirectFunctionCall2(interval_gt, timeout, zero)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("timeout must be positive"),
+				 errhint("timeout is how long the invocation may take from its enqueue to its end, e.g. '10 minutes'.")));
+}
+
+/*
+ * Run as fx's owner from here to end_as_owner, once the right to invoke is
+ * checked: callers other than superusers cannot read or write fx's tables.
+ * An error on the way restores the caller at (sub)transaction abort.
+ */
+typedef struct AsOwner
+{
+	Oid			caller;
+	int			sec;
+	bool		switched;
+} AsOwner;
+
+static Oid
+begin_as_owner(AsOwner *as)
+{
+	Oid			invoker;
+
+	GetUserIdAndSecContext(&as->caller, &as->sec);
+	invoker = invoker_of(as->caller);
+	as->switched = !superuser_arg(as->caller);
+	if (as->switched)
+		SetUserIdAndSecContext(fx_owner(), as->sec | SECURITY_LOCAL_USERID_CHANGE |
+							   SECURITY_RESTRICTED_OPERATION);
+	return invoker;
+}
+
+static void
+end_as_owner(AsOwner *as)
+{
+	if (as->switched)
+		SetUserIdAndSecContext(as->caller, as->sec);
+}
+
 /*
  * fx_invoke(fn, args, key, delay, idempotency_key, queue, priority) -> id
  */
@@ -453,10 +507,8 @@ fx_invoke(PG_FUNCTION_ARGS)
 	FxTarget	target;
 	int64		id;
 	bool		hit;
-	Oid			caller;
 	Oid			invoker;
-	int			sec;
-	bool		switched;
+	AsOwner		as;
 
 	fx_require_args(fcinfo, "args");
 	ref = text_to_cstring(PG_GETARG_TEXT_PP(0));
@@ -475,43 +527,13 @@ fx_invoke(PG_FUNCTION_ARGS)
 	optnull[4] = PG_NARGS() < 8 || PG_ARGISNULL(7);	/* timeout */
 	opt[4] = optnull[4] ? (Datum) 0 : PG_GETARG_DATUM(7);
 
-	if (!optnull[3])
-	{
-		Interval   *zero = palloc0(sizeof(Interval));
-
-		if (DatumGetBool(DirectFunctionCall2(interval_lt, PG_GETARG_DATUM(3),
-											 IntervalPGetDatum(zero))))
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("delay must not be negative")));
-	}
-	if (!optnull[4])
-	{
-		Interval   *zero = palloc0(sizeof(Interval));
-
-		if (!DatumGetBool(DirectFunctionCall2(interval_gt, opt[4], IntervalPGetDatum(zero))))
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("timeout must be positive"),
-					 errhint("timeout is how long the invocation may take from its enqueue to its end, e.g. '10 minutes'.")));
-	}
+	check_delay_timeout(opt[3], optnull[3], opt[4], optnull[4]);
 	if (!optnull[2] && VARSIZE_ANY_EXHDR(PG_GETARG_TEXT_PP(4)) == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("idempotency key must not be empty")));
 
-	/*
-	 * Callers other than superusers cannot read or write fx's tables: the
-	 * lookups and the insert run as fx's owner once the right to invoke is
-	 * checked.  An error on the way restores the caller at (sub)transaction
-	 * abort.
-	 */
-	GetUserIdAndSecContext(&caller, &sec);
-	invoker = invoker_of(caller);
-	switched = !superuser_arg(caller);
-	if (switched)
-		SetUserIdAndSecContext(fx_owner(), sec | SECURITY_LOCAL_USERID_CHANGE |
-							   SECURITY_RESTRICTED_OPERATION);
+	invoker = begin_as_owner(&as);
 	SPI_connect();
 	hit = cached(ref, invoker, &target);
 	if (!hit)
@@ -526,8 +548,101 @@ fx_invoke(PG_FUNCTION_ARGS)
 										 optnull[0] ? NULL : PG_GETARG_TEXT_PP(2)),
 						   args, opt, optnull, priority, invoker);
 	SPI_finish();
-	if (switched)
-		SetUserIdAndSecContext(caller, sec);
+	end_as_owner(&as);
 
 	PG_RETURN_INT64(id);
+}
+
+/*
+ * fx_invoke_all(fn, args jsonb[], delay, queue, priority, timeout) -> ids
+ *
+ * fx_invoke for every element of args, in one INSERT, the ids in the order
+ * of args.  fx_invoke over a set runs its INSERT once per row, and starting
+ * that INSERT's executor (its indexes opened, their predicates compiled)
+ * costs more than the row itself; here it is started once.  No key and no
+ * idempotency key: those need a lookup per row, which fx_invoke makes.
+ */
+#define INSERT_ALL_SQL \
+	"INSERT INTO fx.invocation (bucket, fn, version, queue, args, priority," \
+	" not_before, max_attempts, waiter, deadline, invoker)" \
+	" SELECT floor(random() * 4096)::int, $1, $2, $3, a.args, $4," \
+	" now() + coalesce($5, interval '0'), $6," \
+	" CASE WHEN current_setting('fx.sync_waiter')::bool THEN pg_backend_pid() END," \
+	" now() + $7, $8" \
+	" FROM unnest($9::jsonb[]) WITH ORDINALITY a(args, n) ORDER BY a.n" \
+	" RETURNING id"
+
+Datum
+fx_invoke_all(PG_FUNCTION_ARGS)
+{
+	Oid			types[9] = {TEXTOID, INT4OID, TEXTOID, INT4OID, INTERVALOID, INT4OID,
+	INTERVALOID, REGROLEOID, JSONBARRAYOID};
+	Datum		values[9];
+	char		nulls[9];
+	ArrayType  *arr;
+	Datum	   *elems;
+	bool	   *elem_null;
+	int			n;
+	Datum	   *ids;
+	FxTarget	target;
+	Oid			invoker;
+	AsOwner		as;
+	int			ret;
+
+	fx_require_args(fcinfo, "args");
+	arr = PG_GETARG_ARRAYTYPE_P(1);
+	if (ARR_NDIM(arr) > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+				 errmsg("args must be a one-dimensional array, not %d-dimensional", ARR_NDIM(arr))));
+	deconstruct_array(arr, JSONBOID, -1, false, TYPALIGN_INT, &elems, &elem_null, &n);
+	for (int i = 0; i < n; i++)
+	{
+		if (elem_null[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("args[%d] must not be null", i + 1),
+					 errhint("Pass '{}' or 'null'::jsonb for no arguments.")));
+		fx_check_payload(DatumGetJsonbP(elems[i]), psprintf("args[%d]", i + 1));
+	}
+	check_delay_timeout(PG_GETARG_DATUM(2), PG_ARGISNULL(2), PG_GETARG_DATUM(5), PG_ARGISNULL(5));
+
+	invoker = begin_as_owner(&as);
+	SPI_connect();
+	fx_resolve(text_to_cstring(PG_GETARG_TEXT_PP(0)), &target);
+	if (!superuser_arg(invoker))
+		check_may_invoke(target.fn, invoker);
+
+	memset(nulls, ' ', sizeof(nulls));
+	values[0] = CStringGetTextDatum(target.fn);
+	values[1] = Int32GetDatum(target.version);
+	values[2] = PG_ARGISNULL(3) ? (Datum) 0 : PG_GETARG_DATUM(3);	/* queue */
+	nulls[2] = PG_ARGISNULL(3) ? 'n' : ' ';
+	values[3] = Int32GetDatum(PG_ARGISNULL(4) ? 0 : PG_GETARG_INT32(4));
+	values[4] = PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2);	/* delay */
+	nulls[4] = PG_ARGISNULL(2) ? 'n' : ' ';
+	values[5] = Int32GetDatum(fx_sync_waiter ? 1 : target.retries + 1);
+	values[6] = PG_ARGISNULL(5) ? (Datum) 0 : PG_GETARG_DATUM(5);	/* timeout */
+	nulls[6] = PG_ARGISNULL(5) ? 'n' : ' ';
+	values[7] = ObjectIdGetDatum(invoker);
+	values[8] = PointerGetDatum(arr);
+	ret = SPI_execute_plan(keep_plan(&insert_all_plan, INSERT_ALL_SQL, 9, types,
+									 CURSOR_OPT_GENERIC_PLAN),
+						   values, nulls, false, 0);
+	if (ret != SPI_OK_INSERT_RETURNING || SPI_processed != (uint64) n)
+		elog(ERROR, "enqueue failed: %s", SPI_result_code_string(ret));
+	ids = SPI_palloc(sizeof(Datum) * (n > 0 ? n : 1));	/* in the caller's context */
+	for (int i = 0; i < n; i++)
+	{
+		bool		isnull;
+
+		ids[i] = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
+	}
+	if (n > 0)
+		Async_Notify("fx_wake", NULL);
+	SPI_finish();
+	end_as_owner(&as);
+
+	PG_RETURN_ARRAYTYPE_P(construct_array(ids, n, INT8OID, sizeof(int64), FLOAT8PASSBYVAL,
+										  TYPALIGN_DOUBLE));
 }

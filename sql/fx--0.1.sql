@@ -207,6 +207,17 @@ RETURNS bigint
 AS 'MODULE_PATHNAME', 'fx_invoke'
 LANGUAGE C VOLATILE;
 
+/*
+ * fx_invoke for each element of args in one INSERT (ids in args' order):
+ * the enqueue of a batch, several times faster than fx_invoke over a set.
+ */
+CREATE FUNCTION fx_invoke_all(fn text, args jsonb[], delay interval DEFAULT NULL,
+							  queue text DEFAULT NULL, priority int DEFAULT 0,
+							  timeout interval DEFAULT NULL)
+RETURNS bigint[]
+AS 'MODULE_PATHNAME', 'fx_invoke_all'
+LANGUAGE C VOLATILE;
+
 CREATE FUNCTION fx_call(fn text, args jsonb DEFAULT '{}',
 						timeout interval DEFAULT '30s', key text DEFAULT NULL)
 RETURNS jsonb

@@ -100,4 +100,20 @@ check_eq "no other worker took any" 0 \
 	"$(q "SELECT count(*) FROM fx.invocation WHERE fn = 'fast' AND status = 'succeeded'
 	      AND worker NOT IN ('$owner_b', '$owner_c')")"
 
+# --- 200 more in one fx_invoke_all: its one NOTIFY wakes the workers, and
+# each runs once, with its own args
+ids=$(q "SELECT fx_invoke_all('fast', array_agg(to_jsonb(i) ORDER BY i))
+         FROM generate_series(201, 400) i")
+batch_done() {
+	[ "$(q "SELECT count(*) FROM fx.invocation WHERE id = ANY ('$ids')
+	        AND status NOT IN ('queued', 'running')")" = 200 ]
+}
+wait_for "all 200 of the batch finish within 30 s" 30 batch_done
+check_eq "the batch: 200 succeeded once, each with its own args, ids in args' order" "200|200|200" \
+	"$(q "SELECT count(*) FILTER (WHERE i.status = 'succeeded' AND i.attempts = 1),
+	             count(*) FILTER (WHERE i.result = i.args),
+	             count(*) FILTER (WHERE (i.args #>> '{}')::int = 200 + o.n)
+	        FROM unnest('$ids'::bigint[]) WITH ORDINALITY o(id, n)
+	        JOIN fx.invocation i ON i.id = o.id")"
+
 exit $FX_FAILED

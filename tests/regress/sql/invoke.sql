@@ -184,6 +184,38 @@ SELECT fx_invoke('inv-echo', priority => NULL) AS v \gset
 SELECT priority FROM fx.invocation WHERE id = :v;
 
 --
+-- fx_invoke_all: a batch in one INSERT, ids in the order of args, each
+-- row as fx_invoke would make it; transactional; bad input refused whole.
+--
+BEGIN;
+SELECT fx_invoke_all('inv-echo', ARRAY['{"b": 1}', '{"b": 2}', '{"b": 3}']::jsonb[],
+					 queue => 'bulk', priority => 3) AS ids \gset
+SELECT cardinality(:'ids'::bigint[]) AS n,
+	   (SELECT array_agg(i ORDER BY i) FROM unnest(:'ids'::bigint[]) i) = :'ids'::bigint[] AS ascending;
+SELECT o.n, i.args, i.fn, i.version, i.queue, i.priority, i.status, i.key,
+	   i.idempotency_key, i.max_attempts, i.blocked, i.bucket BETWEEN 0 AND 4095 AS bucket_ok,
+	   i.not_before = i.created_at AS due_now, i.deadline, i.invoker
+  FROM unnest(:'ids'::bigint[]) WITH ORDINALITY o(id, n)
+  JOIN fx.invocation i ON i.id = o.id ORDER BY o.n;
+ROLLBACK;
+SELECT count(*) AS after_rollback FROM fx.invocation WHERE queue = 'bulk';
+SELECT fx_invoke_all('inv-echo:stable', ARRAY['{"b": 4}']::jsonb[], delay => '1 hour',
+					 timeout => '2 hours') AS ids \gset
+SELECT version, not_before - created_at AS delay, deadline - created_at AS timeout
+  FROM fx.invocation WHERE id = (:'ids'::bigint[])[1];
+SELECT fx_invoke_all('inv-echo', '{}') AS empty;
+SELECT fx_invoke_all('inv-echo', ARRAY['{"b": 5}', NULL]::jsonb[]);
+SELECT fx_invoke_all('inv-echo', NULL);
+SELECT fx_invoke_all('inv-echo', ARRAY[['{}'], ['{}']]::jsonb[]);
+SELECT fx_invoke_all('inv-nope', ARRAY['{}']::jsonb[]);
+SELECT fx_invoke_all('inv-echo', ARRAY['{}']::jsonb[], delay => '-1s');
+SELECT fx_invoke_all('inv-echo', ARRAY['{}']::jsonb[], timeout => '0');
+SET fx.max_payload_size = '1kB';
+SELECT fx_invoke_all('inv-echo', ARRAY['{"b": 6}', jsonb_build_object('blob', repeat('x', 2000))]);
+RESET fx.max_payload_size;
+SELECT count(*) AS none_of_the_refused FROM fx.invocation WHERE args->'b' IN ('5', '6');
+
+--
 -- fx_status, fx_cancel, fx_logs and fx_result on ids that do not exist.
 --
 SELECT pg_temp.try('SELECT fx_status(-1)');

@@ -38,6 +38,7 @@ SELECT fx_deploy('sec-sql', 'true', NULL, '{"role": "sec_fn_role"}');
 SET SESSION AUTHORIZATION sec_bob;
 SELECT fx_deploy('bob-fn', 'echo bob');
 SELECT fx_invoke('sec-fn', '{"by": "bob"}');
+SELECT fx_invoke_all('sec-fn', ARRAY['{"by": "bob"}']::jsonb[]);
 SELECT fx_grant('sec-fn', 'sec_bob');
 -- fx.invoke_as is for workers, not a way around the grant.
 SET fx.invoke_as = 'sec_alice';
@@ -149,8 +150,9 @@ SET fx.invoke_as = 'sec_bob';
 SELECT fx_invoke('sec-fn', '{"by": "worker for bob"}');
 SET fx.invoke_as = 'sec_alice';
 SELECT fx_invoke('sec-fn', '{"by": "worker for alice"}') > 0 AS queued;
+SELECT cardinality(fx_invoke_all('sec-fn', ARRAY['{"by": "worker for alice, batch"}']::jsonb[])) AS queued;
 RESET fx.invoke_as;
-SELECT args->>'by' AS by, invoker FROM fx.invocation WHERE args->>'by' LIKE 'worker%';
+SELECT args->>'by' AS by, invoker FROM fx.invocation WHERE args->>'by' LIKE 'worker%' ORDER BY id;
 RESET SESSION AUTHORIZATION;
 
 -- Every SECURITY DEFINER function of fx pins its search_path.
