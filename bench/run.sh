@@ -253,7 +253,10 @@ fx_reset() {
 	q fx "VACUUM ANALYZE fx.invocation" >/dev/null
 }
 
-FX_ENQ() { echo "SELECT count(fx_invoke('noop', '{}')) FROM generate_series(1, $1)"; }
+# FX_ENQ N: the batch enqueue (fx_invoke_all), as graphile-worker's add_jobs;
+# FX_ENQ_ROWS N: fx_invoke once per row, measured too in scenario 1.
+FX_ENQ() { echo "SELECT cardinality(fx_invoke_all('noop', array_fill('{}'::jsonb, ARRAY[$1])))"; }
+FX_ENQ_ROWS() { echo "SELECT count(fx_invoke('noop', '{}')) FROM generate_series(1, $1)"; }
 # FX_LEFT N START: the poll, N minus those still queued or running, as
 # graphile-worker's counts the jobs left: an index probe each (the queued
 # and running rows have partial indexes), where counting the succeeded
@@ -264,21 +267,23 @@ FX_LEFT() {
 		- (SELECT count(*) FROM fx.invocation WHERE id > $2 AND blocked)"
 }
 
-# fx_throughput SCENARIO W C [hold]: one measured run; sets LAST_PER_S.
+# fx_throughput SCENARIO W C [hold] [rows]: one measured run; sets
+# LAST_PER_S.  rows: enqueued with fx_invoke per row, not fx_invoke_all.
 fx_throughput() {
-	local s=$1 w=$2 c=$3 hold=${4:-} warm start db ok
+	local s=$1 w=$2 c=$3 hold=${4:-} rows=${5:-} warm start db ok enq=FX_ENQ cfg="--concurrency $3"
+	[ -n "$rows" ] && enq=FX_ENQ_ROWS cfg="--concurrency $3, fx_invoke per row"
 	fx_reset
 	fx_start "$w" "$c"
 	warm=$((w * c * 2 > 200 ? w * c * 2 : 200))
 	drain fx "$warm" "$(FX_ENQ "$warm")" "SELECT count(*) FROM fx.invocation WHERE status = 'succeeded'" "fx warm-up"
 	start=$(q fx "SELECT coalesce(max(id), 0) FROM fx.invocation")
-	cmd_note "node bench/peers/drain.js --db fx --target N --enqueue \"$(FX_ENQ N)\" --count \"$(FX_LEFT N START)\""
+	cmd_note "node bench/peers/drain.js --db fx --target N --enqueue \"$($enq N)\" --count \"$(FX_LEFT N START)\""
 	checkpoint
 	[ -n "$hold" ] && hold_start fx
 	wait_quiet
 	snap fx
 	cpu_mark
-	drain fx "$N" "$(FX_ENQ "$N")" "$(FX_LEFT "$N" "$start")" "fx ($w x --concurrency $c)"
+	drain fx "$N" "$($enq "$N")" "$(FX_LEFT "$N" "$start")" "fx ($w x $cfg)"
 	cpu_other
 	unsnap fx "$N"
 	ok=$(q fx "SELECT count(*) FROM fx.invocation WHERE id > $start AND status = 'succeeded'")
@@ -288,9 +293,9 @@ fx_throughput() {
 	[ -n "$hold" ] && hold_stop
 	fx_stop
 	LAST_PER_S=$(json_get "$DRAIN_JSON" per_s)
-	emit s="$s" sys=fx cfg="--concurrency $c" workers="$w" round="${ROUND:-1}" r="$DRAIN_JSON" \
+	emit s="$s" sys=fx cfg="$cfg" rows="${rows:+1}" workers="$w" round="${ROUND:-1}" r="$DRAIN_JSON" \
 		db_per_s="$db" commits_per_job="$PER_JOB_COMMITS" wal_per_job="$PER_JOB_WAL" busy="$BUSY" other="$OTHER"
-	log "  fx, $w worker(s) x --concurrency $c: $(fmt_int "$LAST_PER_S")/s (database timestamps: $(fmt_int "$db")/s)$(other_note)"
+	log "  fx, $w worker(s) x $cfg: $(fmt_int "$LAST_PER_S")/s (database timestamps: $(fmt_int "$db")/s)$(other_note)"
 }
 
 # --- graphile-worker ---------------------------------------------------------
@@ -484,6 +489,9 @@ scenario_throughput() {
 	FX_C=$(printf '%s' "$lines" | best_of)
 	emit s=chosen sys=fx value="$FX_C"
 	log "  fx: best --concurrency $FX_C, used from here on"
+	for ((r = 1; r <= ROUNDS; r++)); do
+		ROUND=$r measured fx_throughput throughput 1 "$FX_C" "" rows
+	done
 	if peer graphile; then
 		for ((r = 1; r <= ROUNDS; r++)); do
 			ROUND=$r measured gw_throughput throughput 1
