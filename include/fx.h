@@ -479,6 +479,20 @@ fx__number(const cJSON *obj, const char *name, double dflt)
 	return cJSON_IsNumber(item) ? item->valuedouble : dflt;
 }
 
+/*
+ * Add an integer member, printed as one: cJSON 1.7.15 prints every number
+ * with sprintf("%1.15g") and checks it with sscanf, a fifth of a no-op
+ * session's time per invocation.
+ */
+static inline void
+fx__add_int(cJSON *obj, const char *name, long long v)
+{
+	char		buf[24];
+
+	snprintf(buf, sizeof(buf), "%lld", v);
+	cJSON_AddRawToObject(obj, name, buf);
+}
+
 /* The message and SQLSTATE of the last request's error, or NULL. */
 static inline const char *
 fx_error(const fx_ctx *ctx)
@@ -544,7 +558,7 @@ fx__request_new(fx_ctx *ctx, const char *type)
 	}
 	req = cJSON_CreateObject();
 	cJSON_AddStringToObject(req, "type", type);
-	cJSON_AddNumberToObject(req, "seq", (double) ++*ctx->seq);
+	fx__add_int(req, "seq", ++*ctx->seq);
 	return req;
 }
 
@@ -939,7 +953,7 @@ fx__answer(fx_ctx *ctx, double id, cJSON *result)
 	cJSON	   *reply = cJSON_CreateObject();
 
 	cJSON_AddStringToObject(reply, "type", ctx->failed ? "error" : "result");
-	cJSON_AddNumberToObject(reply, "id", id);
+	fx__add_int(reply, "id", (long long) id);
 	if (ctx->failed)
 	{
 		cJSON_AddStringToObject(reply, "message", ctx->message);
@@ -994,7 +1008,7 @@ fx__invoke(int fd, long long *seq, fx_handler handler, const cJSON *msg)
 		cJSON_Delete(result);
 		reply = cJSON_CreateObject();
 		cJSON_AddStringToObject(reply, "type", "error");
-		cJSON_AddNumberToObject(reply, "id", id->valuedouble);
+		fx__add_int(reply, "id", (long long) id->valuedouble);
 		cJSON_AddStringToObject(reply, "message", "evicted");
 		cJSON_AddBoolToObject(reply, "retryable", 1);
 	}
