@@ -603,7 +603,9 @@ fx_invoke_all(PG_FUNCTION_ARGS)
 					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 					 errmsg("args[%d] must not be null", i + 1),
 					 errhint("Pass '{}' or 'null'::jsonb for no arguments.")));
-		fx_check_payload(DatumGetJsonbP(elems[i]), psprintf("args[%d]", i + 1));
+		/* as fx_check_payload counts, with a 4-byte header; named on error only */
+		if (VARSIZE_ANY_EXHDR(DatumGetPointer(elems[i])) + VARHDRSZ > (Size) fx_max_payload_size)
+			fx_check_payload(DatumGetJsonbP(elems[i]), psprintf("args[%d]", i + 1));
 	}
 	check_delay_timeout(PG_GETARG_DATUM(2), PG_ARGISNULL(2), PG_GETARG_DATUM(5), PG_ARGISNULL(5));
 
