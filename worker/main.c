@@ -75,6 +75,26 @@ default_cache(void)
 	return fx_xasprintf("%s/.cache/fx/bundles", home ? home : "/tmp");
 }
 
+/*
+ * path, made absolute against the working directory (freed): the sandbox
+ * mounts bundles from the cache and stage directories after it has left
+ * the worker's working directory, so a relative --cache failed every
+ * sandboxed attempt ("cannot mount the bundle at /fn").
+ */
+static char *
+absolute(char *path)
+{
+	char	   *cwd;
+	char	   *abs;
+
+	if (path[0] == '/' || (cwd = getcwd(NULL, 0)) == NULL)
+		return path;
+	abs = fx_xasprintf("%s/%s", cwd, path);
+	free(cwd);
+	free(path);
+	return abs;
+}
+
 static int
 positive(const char *opt, const char *v)
 {
@@ -237,6 +257,9 @@ cmd_worker(int argc, char **argv)
 	conninfo = db_file ? fx_cli_db_file(db_file) : fx_cli_conninfo(db);
 	if (cache == NULL)
 		cache = default_cache();
+	cache = absolute(cache);
+	if (stage)
+		stage = absolute(stage);
 	if (cfg.prefetch < 0)
 		cfg.prefetch = 4 * cfg.concurrency;
 	if (stage == NULL)

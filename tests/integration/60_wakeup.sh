@@ -85,4 +85,16 @@ check_eq "it started after the commit" t \
 d=$(q "SELECT round(extract(epoch FROM started_at - '$commit_at'::timestamptz) * 1000) FROM fx.invocation WHERE id = ${id:-0}")
 check "and promptly: ${d} ms after the commit (< 200 ms)" test "${d:-9999}" -lt 200
 
+# --- a relative --cache is taken from the worker's working directory: the
+# sandbox, which mounts the bundle from it, used to find nothing there
+fx_worker_stop A
+pushd "$FX_TEST_DIR" >/dev/null || exit 2
+fx_worker_start R --cache relative-cache
+popd >/dev/null || exit 2
+wait_for "worker R is connected" 10 sessions_are 1
+check_eq "a worker started with --cache relative-cache runs a call" '"relative"' \
+	"$(q "SELECT fx_call('quick', '\"relative\"')" 2>&1)"
+check "its bundles are under the directory it was started in" \
+	test -d "$FX_TEST_DIR/relative-cache"
+
 exit $FX_FAILED
