@@ -256,15 +256,18 @@ choose_bucket(const char *fn, text *key)
 													 Int64GetDatum(0))) & 4095);
 }
 
+/* fx_call's loopback session waits for the invocations it makes. */
+#define WAITER_SQL \
+	"CASE WHEN current_setting('fx.sync_waiter')::bool THEN pg_backend_pid() END"
+
 /* BLOCKED: whether an earlier invocation of its key holds it back. */
 #define INSERT_SQL(BLOCKED) \
 	"INSERT INTO fx.invocation (bucket, fn, version, key, queue," \
 	" idempotency_key, args, priority, not_before, max_attempts, waiter, blocked," \
 	" deadline, invoker)" \
 	" VALUES ($1, $2, $3, $4, $5, $6, $7, $8," \
-	" now() + coalesce($9, interval '0'), $10," \
-	" CASE WHEN current_setting('fx.sync_waiter')::bool" \
-	" THEN pg_backend_pid() END, " BLOCKED ", now() + $11, $12)"
+	" now() + coalesce($9, interval '0'), $10, " WAITER_SQL ", " BLOCKED \
+	", now() + $11, $12)"
 #define KEY_BUSY \
 	"EXISTS (SELECT 1 FROM fx.invocation e" \
 	" WHERE e.fn = $2 AND e.key = $4 AND e.status IN ('queued', 'running'))"
@@ -566,9 +569,7 @@ fx_invoke(PG_FUNCTION_ARGS)
 	"INSERT INTO fx.invocation (bucket, fn, version, queue, args, priority," \
 	" not_before, max_attempts, waiter, deadline, invoker)" \
 	" SELECT floor(random() * 4096)::int, $1, $2, $3, a.args, $4," \
-	" now() + coalesce($5, interval '0'), $6," \
-	" CASE WHEN current_setting('fx.sync_waiter')::bool THEN pg_backend_pid() END," \
-	" now() + $7, $8" \
+	" now() + coalesce($5, interval '0'), $6, " WAITER_SQL ", now() + $7, $8" \
 	" FROM unnest($9::jsonb[]) WITH ORDINALITY a(args, n) ORDER BY a.n" \
 	" RETURNING id"
 

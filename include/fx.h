@@ -480,9 +480,9 @@ fx__number(const cJSON *obj, const char *name, double dflt)
 }
 
 /*
- * Add an integer member, printed as one: cJSON 1.7.15 prints every number
- * with sprintf("%1.15g") and checks it with sscanf, a fifth of a no-op
- * session's time per invocation.
+ * Add an integer member, printed as one: cJSON prints a number beyond
+ * int's range (an id past 2^31) with sprintf("%1.15g") and checks it with
+ * sscanf.
  */
 static inline void
 fx__add_int(cJSON *obj, const char *name, long long v)
