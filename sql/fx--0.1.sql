@@ -644,6 +644,8 @@ BEGIN
 			   jsonb_array_elements(CASE WHEN jsonb_typeof(d.logs) = 'array'
 										 THEN d.logs ELSE '[]' END)
 			   WITH ORDINALITY AS l(e, ord)
+		/* lines a live batch (fx.log_append) may also have stored */
+		ON CONFLICT (invocation_id, attempt, seq) DO NOTHING
 		RETURNING 1
 	), notified AS (
 		/* fx_call's payload: "ID", or "ID RESULT" when the result fits */

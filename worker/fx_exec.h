@@ -93,7 +93,8 @@ typedef struct fx_inv
 	double		cpu_ms;
 	long		max_rss_kb;
 	cJSON	   *logs;			/* [[ms, stream, line], ...] */
-	int			logs_sent;		/* the first ones, already in fx.log */
+	int			logs_sent;		/* the first ones, sent to fx.log */
+	int			logs_stored;	/* the first ones, known to be in fx.log */
 	size_t		log_bytes;
 	bool		log_truncated;
 

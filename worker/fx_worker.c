@@ -162,15 +162,19 @@ finish_item(fx_inv *inv)
 	if (inv->started_ns)
 		cJSON_AddStringToObject(it, "start", inv->start == FX_START_WARM ? "warm" :
 								inv->start == FX_START_PREWARMED ? "prewarmed" : "cold");
-	if (inv->logs && cJSON_GetArraySize(inv->logs) > inv->logs_sent)
+	if (inv->logs && cJSON_GetArraySize(inv->logs) > inv->logs_stored)
 	{
-		/* the lines not yet sent while it ran (send_logs) */
+		/*
+		 * The lines not known to be stored while it ran (send_logs): a live
+		 * batch still in flight stores nothing once this finish has
+		 * committed, and fx.finish skips the lines one already stored.
+		 */
 		cJSON	   *rest = cJSON_CreateArray();
 
-		for (cJSON *e = cJSON_GetArrayItem(inv->logs, inv->logs_sent); e; e = e->next)
+		for (cJSON *e = cJSON_GetArrayItem(inv->logs, inv->logs_stored); e; e = e->next)
 			cJSON_AddItemReferenceToArray(rest, e);
 		cJSON_AddItemToObject(it, "logs", rest);
-		cJSON_AddNumberToObject(it, "log_seq", inv->logs_sent);
+		cJSON_AddNumberToObject(it, "log_seq", inv->logs_stored);
 	}
 	if (inv->ok && inv->state_op == FX_STATE_SET)
 	{
@@ -695,6 +699,7 @@ typedef struct log_batch
 	int64_t		id;
 	int			epoch;
 	int			from;			/* logs_sent before this batch */
+	int			to;				/* and after it */
 } log_batch;
 
 static void
@@ -703,12 +708,18 @@ logs_sent_cb(fx_db *db, PGresult *res, void *arg)
 	log_batch  *b = arg;
 
 	(void) db;
-	if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK)
+	for (fx_inv *i = b->w->active; i; i = i->next)
 	{
-		/* not stored: the completion sends them, if it has not yet */
-		for (fx_inv *i = b->w->active; i; i = i->next)
-			if (i->id == b->id && i->epoch == b->epoch && i->logs_sent > b->from)
+		if (i->id != b->id || i->epoch != b->epoch)
+			continue;
+		if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK)
+		{
+			/* not stored: sent again, or with the completion */
+			if (i->logs_sent > b->from)
 				i->logs_sent = b->from;
+		}
+		else if (atoi(PQgetvalue(res, 0, 0)) == b->to - b->from && i->logs_stored == b->from)
+			i->logs_stored = b->to;
 	}
 	free(b);
 }
@@ -742,6 +753,7 @@ send_logs(fx_worker *w, fx_inv *inv)
 	b->id = inv->id;
 	b->epoch = inv->epoch;
 	b->from = inv->logs_sent;
+	b->to = n;
 	inv->logs_sent = n;
 	fx_db_query_prepared(&w->sdb,
 						 "SELECT fx.log_append($1, $2, $3, $4, $5, $6::jsonb)"
