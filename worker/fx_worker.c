@@ -461,6 +461,17 @@ cycle(fx_worker *w)
 			n = w->cfg.batch;
 		if (n < 0)
 			n = 0;
+		/*
+		 * A claim costs about as much for one row as for a hundred, so
+		 * while every slot is busy and another round of work waits, claim
+		 * only once half the room is free.  Workers that share a queue
+		 * would else claim a few rows at a time, each as often as its
+		 * neighbours.
+		 */
+		if (n < (w->cfg.concurrency + w->cfg.prefetch) / 2 &&
+			w->nrunning >= w->cfg.concurrency &&
+			w->nactive - w->nrunning >= w->cfg.concurrency)
+			n = 0;
 	}
 	/* what send_finish left: keyed ones, or all while fdb is away */
 	for (fx_inv *i = w->done; i; i = i->next)

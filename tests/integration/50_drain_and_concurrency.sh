@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # 50_drain_and_concurrency.sh: SIGTERM drains a worker (the running attempt
 # finishes, nothing new is claimed, exit 0); two workers share 200
-# invocations enqueued in one statement, each run exactly once.
+# invocations enqueued in one statement, each run exactly once; busy
+# workers claim in batches.
 source "$(dirname "$0")/../lib.sh"
 
 
@@ -115,5 +116,28 @@ check_eq "the batch: 200 succeeded once, each with its own args, ids in args' or
 	             count(*) FILTER (WHERE (i.args #>> '{}')::int = 200 + o.n)
 	        FROM unnest('$ids'::bigint[]) WITH ORDINALITY o(id, n)
 	        JOIN fx.invocation i ON i.id = o.id")"
+
+# --- claims come in batches: while all of a worker's slots are busy and a
+# round of work waits claimed, it claims again only once half its room
+# (slots + prefetch) is free, not a row or two each time one finishes.
+# The rows of one claim share its transaction's time, started_at.
+fx_worker_stop B
+fx_worker_stop C
+fx_worker_start D --concurrency 2 --prefetch 8
+fx_worker_start E --concurrency 2 --prefetch 8
+wait_for "workers D and E are connected" 10 sessions_are 2
+ids=$(q "SELECT fx_invoke_all('fast', array_agg(to_jsonb(i) ORDER BY i))
+         FROM generate_series(1, 300) i")
+three_hundred_done() {
+	[ "$(q "SELECT count(*) FROM fx.invocation WHERE id = ANY ('$ids')
+	        AND status NOT IN ('queued', 'running')")" = 300 ]
+}
+wait_for "300 more finish through 2 x 2 slots within 60 s" 60 three_hundred_done
+check_eq "each of the 300 succeeded once" 300 \
+	"$(q "SELECT count(*) FROM fx.invocation WHERE id = ANY ('$ids') AND status = 'succeeded' AND attempts = 1")"
+claims=$(q "SELECT count(DISTINCT (worker, started_at)) FROM fx.invocation WHERE id = ANY ('$ids')")
+echo "# 300 invocations in $claims claims"
+check "they came in at most 75 claims, 4 rows a claim or more on average (room 10, half is 5)" \
+	[ "$claims" -le 75 ]
 
 exit $FX_FAILED
