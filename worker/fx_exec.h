@@ -99,6 +99,8 @@ typedef struct fx_inv
 	bool		log_truncated;
 
 	struct fx_inv *next;		/* the worker's list */
+	struct fx_inv *prev;		/* in the worker's active list, or NULL */
+	bool		active;			/* in the worker's active list */
 	struct fx_inv *next_waiting;	/* waiting for the same bundle */
 	void	   *data;
 } fx_inv;

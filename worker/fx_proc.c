@@ -229,12 +229,21 @@ static void wire(uv_loop_t *loop, fx_proc *p, int in, int out, int err, int sock
 static int	start_sandboxed(uv_loop_t *loop, const fx_proc_spec *spec, fx_proc *p,
 							char **why);
 
+/*
+ * Every read of a process's pipes and socket goes through one buffer: the
+ * loop reads one stream at a time, and the callbacks copy what they keep.
+ * A 64 kB malloc and free per read made glibc consolidate its heap on
+ * every free (a chunk that large sets it off), once per answer.
+ */
+static char read_buf[65536];
+
 static void
 alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
 	(void) h;
-	buf->base = fx_xmalloc(suggested);
-	buf->len = suggested;
+	(void) suggested;
+	buf->base = read_buf;
+	buf->len = sizeof(read_buf);
 }
 
 static void
@@ -244,7 +253,6 @@ read_out(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 
 	if (n > 0 && p->on_out)
 		p->on_out(p, buf->base, n);
-	free(buf->base);
 	if (n < 0)
 	{
 		uv_read_stop(s);
@@ -260,7 +268,6 @@ read_err(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 
 	if (n > 0 && p->on_err)
 		p->on_err(p, buf->base, n);
-	free(buf->base);
 	if (n < 0)
 	{
 		uv_read_stop(s);
@@ -276,7 +283,6 @@ read_sock(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 
 	if (n > 0 && p->on_sock)
 		p->on_sock(p, buf->base, n);
-	free(buf->base);
 	if (n < 0)
 	{
 		uv_read_stop(s);

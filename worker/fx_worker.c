@@ -546,16 +546,20 @@ cycle(fx_worker *w)
 	cJSON_free(json);
 }
 
+/* Take inv out of the active list, if it is there: no walk, it is long. */
 static void
 unlink_active(fx_worker *w, fx_inv *inv)
 {
-	for (fx_inv **pp = &w->active; *pp; pp = &(*pp)->next)
-		if (*pp == inv)
-		{
-			*pp = inv->next;
-			w->nactive--;
-			return;
-		}
+	if (!inv->active)
+		return;
+	if (inv->prev)
+		inv->prev->next = inv->next;
+	else
+		w->active = inv->next;
+	if (inv->next)
+		inv->next->prev = inv->prev;
+	inv->active = false;		/* next stays: a walk of the list may be on it */
+	w->nactive--;
 }
 
 /* The attempt's own transaction committed, or not. */
@@ -1220,8 +1224,12 @@ start(fx_worker *w, fx_inv *inv)
 	fx_fetch   *f;
 
 	inv->ex = &w->ex;
+	inv->prev = NULL;
 	inv->next = w->active;
+	if (w->active)
+		w->active->prev = inv;
 	w->active = inv;
+	inv->active = true;
 	w->nactive++;
 	if (is_image(inv) && !w->cfg.exec.sandbox)
 	{
