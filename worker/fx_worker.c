@@ -4,8 +4,8 @@
  * The worker holds one database connection (fx_db).  It claims batches of
  * runnable invocations with fx.claim() when woken by NOTIFY fx_wake, when
  * a slot frees after a full batch, when a delayed invocation comes due, and
- * on a slow fallback tick, each going on from where the last one ended (a
- * cursor: see rescan_cb).  Finished attempts are sent to fx.finish() in
+ * when an idle worker's tick finds work that no NOTIFY announced, each
+ * going on from where the last one ended (a cursor: see rescan_cb).  Finished attempts are sent to fx.finish() in
  * batches: while one batch is in flight the next one collects, so under
  * load a round trip carries many completions.  Every finish is fenced by
  * the lease (owner, epoch), so it is safe to send again after a lost
@@ -81,7 +81,6 @@ typedef struct fx_worker
 	uv_timer_t	rescan;			/* a wanted claim from the start, once allowed */
 	uv_signal_t sigterm;
 	uv_signal_t sigint;
-	unsigned	ticks;
 	fx_inv	   *active;			/* claimed and not yet finished */
 	fx_fetch   *fetches;		/* bundles being fetched */
 	int			nactive;
@@ -1265,21 +1264,31 @@ due_cb(uv_timer_t *t)
 	claim(w);
 }
 
+/* The earliest delayed invocation comes due in column col of res (ms). */
 static void
-next_due_cb(fx_db *db, PGresult *res, void *arg)
+arm_due(fx_worker *w, PGresult *res, int col)
 {
-	fx_worker  *w = worker_of(db);
 	double		ms;
+	uint64_t	left = uv_timer_get_due_in(&w->due);
 
-	(void) arg;
-	if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK || PQgetisnull(res, 0, 0))
+	if (PQgetisnull(res, 0, col))
 		return;
-	ms = atof(PQgetvalue(res, 0, 0));
+	ms = atof(PQgetvalue(res, 0, col));
 	if (ms < 5)
 		ms = 5;
 	if (ms > w->cfg.poll_ms * w->cfg.claim_every)
-		return;					/* the fallback tick comes first */
+		return;					/* a later tick tells again */
+	if (uv_is_active((uv_handle_t *) &w->due) && left <= (uint64_t) ms)
+		return;					/* set for one as soon */
 	uv_timer_start(&w->due, due_cb, (uint64_t) ms, 0);
+}
+
+static void
+next_due_cb(fx_db *db, PGresult *res, void *arg)
+{
+	(void) arg;
+	if (res != NULL && PQresultStatus(res) == PGRES_TUPLES_OK)
+		arm_due(worker_of(db), res, 0);
 }
 
 /*
@@ -1407,16 +1416,29 @@ reaped_cb(fx_db *db, PGresult *res, void *arg)
 }
 
 /*
- * The tick's statement reaps and fires the schedules due (fx.reap(),
- * fx.fire_schedules()): one statement, one transaction, so schedules add
- * nothing to an idle worker's load on the database.
+ * The tick's one statement reaps and fires the schedules due (fx.reap(),
+ * fx.fire_schedules()), and an idle worker's also asks whether anything
+ * is ready that no NOTIFY announced and when the next delayed invocation
+ * comes due: one transaction a tick is all an idle worker costs the
+ * database.
  */
 static void
 reaped_fired_cb(fx_db *db, PGresult *res, void *arg)
 {
-	if (res && PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
-		atoi(PQgetvalue(res, 0, 1)) > 0)
+	fx_worker  *w = worker_of(db);
+	bool		ok = res && PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1;
+
+	if (ok && atoi(PQgetvalue(res, 0, 1)) > 0)
 		fx_debug("enqueued %s scheduled invocation(s)", PQgetvalue(res, 0, 1));
+	if (ok && PQnfields(res) == 4)
+	{
+		if (strcmp(PQgetvalue(res, 0, 2), "t") == 0)
+		{
+			fx_debug("found ready invocations no NOTIFY announced");
+			claim(w);			/* from the start: the tick wanted it */
+		}
+		arm_due(w, res, 3);
+	}
 	reaped_cb(db, res, arg);
 }
 
@@ -1429,20 +1451,30 @@ tick_cb(uv_timer_t *t)
 		return;
 	if (!w->db.ready_done)
 		return;
+	w->rescan_wanted = true;	/* what may have come behind the cursor */
 	if (!w->reaping)
 	{
 		/* schedules' ticks up to two ticks ahead, so that they start on time */
 		char		horizon[32];
 		const char *params[1] = {horizon};
+		bool		idle = w->nactive == 0 && !w->cycling && !w->want_claim;
 
 		snprintf(horizon, sizeof(horizon), "%d milliseconds", 2 * w->cfg.poll_ms);
 		w->reaping = true;
-		fx_db_query_params(&w->db, "SELECT fx.reap(), fx.fire_schedules($1)", 1, params,
-						   reaped_fired_cb, NULL);
+		/*
+		 * A busy worker claims anyway, from the start now and then (the
+		 * rescan above); only an idle one looks for missed work.
+		 */
+		fx_db_query_params(&w->db, idle ?
+						   "SELECT fx.reap(), fx.fire_schedules($1),"
+						   " EXISTS (SELECT FROM fx.invocation q WHERE q.status = 'queued'"
+						   "   AND NOT q.blocked AND q.not_before <= now()),"
+						   " (SELECT extract(epoch FROM min(q.not_before) - now()) * 1000"
+						   "    FROM fx.invocation q"
+						   "   WHERE q.status = 'queued' AND NOT q.blocked AND q.not_before > now())"
+						   : "SELECT fx.reap(), fx.fire_schedules($1)",
+						   1, params, reaped_fired_cb, NULL);
 	}
-	w->rescan_wanted = true;	/* what may have come behind the cursor */
-	if (++w->ticks % w->cfg.claim_every == 0)
-		claim(w);
 }
 
 /* ---------------------------------------------------------------------

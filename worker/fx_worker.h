@@ -14,7 +14,7 @@ typedef struct fx_worker_config
 	int			batch;			/* most invocations claimed per round trip */
 	const char *cache_dir;		/* unpacked bundles */
 	int			poll_ms;		/* reap tick */
-	int			claim_every;	/* fallback claim every N ticks */
+	int			claim_every;	/* a claim from the start waits at most N ticks */
 	int			lease_slack_ms; /* a lease lasts timeout + this */
 	int			wait_grace_ms;	/* a workflow's wait keeps its sandbox this long */
 	int			backoff_ms;		/* first retry delay, doubled per attempt */

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # 60_wakeup.sh: an idle worker is woken by the commit of fx_invoke (NOTIFY),
 # not by its fallback poll; an invocation exists only once its transaction
-# commits.
+# commits; an idle worker costs one transaction a tick, and that tick finds
+# work no NOTIFY announced.
 source "$(dirname "$0")/../lib.sh"
 
 
@@ -84,6 +85,24 @@ check_eq "it started after the commit" t \
 	"$(q "SELECT started_at >= '$commit_at'::timestamptz FROM fx.invocation WHERE id = ${id:-0}")"
 d=$(q "SELECT round(extract(epoch FROM started_at - '$commit_at'::timestamptz) * 1000) FROM fx.invocation WHERE id = ${id:-0}")
 check "and promptly: ${d} ms after the commit (< 200 ms)" test "${d:-9999}" -lt 200
+
+# --- an idle worker costs one transaction a tick (--poll-ms 200 here):
+# the tick's statement reaps, fires schedules, and looks for work that no
+# NOTIFY announced and for the next delayed invocation's time
+sleep 1.5
+commits() { q "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"; }
+c0=$(commits)
+sleep 10
+c1=$(commits)
+n=$((c1 - c0 - 1))
+echo "# idle for 10 s, 50 ticks: $n transactions"
+check "an idle worker commits about once a tick: $n in 50 ticks (at most 62)" test "$n" -le 62
+# A row written without fx_invoke, so without its NOTIFY: the tick finds it.
+id=$(q "INSERT INTO fx.invocation (bucket, fn, version, args, max_attempts)
+        SELECT 0, 'quick', max(version), '\"unannounced\"', 1 FROM fx.version WHERE fn = 'quick'
+        RETURNING id")
+wait_for "an invocation no NOTIFY announced runs within 3 s" 3 status_is "${id:-0}" succeeded
+check_eq "once: one log line of it" 1 "$(ran_with '"unannounced"')"
 
 # --- a relative --cache is taken from the worker's working directory: the
 # sandbox, which mounts the bundle from it, used to find nothing there
