@@ -463,11 +463,12 @@ cycle(fx_worker *w)
 		/*
 		 * A claim costs about as much for one row as for a hundred, so
 		 * while every slot is busy and another round of work waits, claim
-		 * only once half the room is free.  Workers that share a queue
+		 * only once half the room is free (or a whole --batch's worth of
+		 * it, if that is less).  Workers that share a queue
 		 * would else claim a few rows at a time, each as often as its
 		 * neighbours.
 		 */
-		if (n < (w->cfg.concurrency + w->cfg.prefetch) / 2 &&
+		if (n < (w->cfg.concurrency + w->cfg.prefetch) / 2 && n < w->cfg.batch &&
 			w->nrunning >= w->cfg.concurrency &&
 			w->nactive - w->nrunning >= w->cfg.concurrency)
 			n = 0;
