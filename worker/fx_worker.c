@@ -1418,10 +1418,10 @@ reaped_cb(fx_db *db, PGresult *res, void *arg)
 
 /*
  * The tick's one statement reaps and fires the schedules due (fx.reap(),
- * fx.fire_schedules()), and an idle worker's also asks whether anything
- * is ready that no NOTIFY announced and when the next delayed invocation
- * comes due: one transaction a tick is all an idle worker costs the
- * database.
+ * fx.fire_schedules()), and that of a worker with a free slot and no
+ * claim under way also asks whether anything is ready that no NOTIFY
+ * announced and when the next delayed invocation comes due: one
+ * transaction a tick is all an idle worker costs the database.
  */
 static void
 reaped_fired_cb(fx_db *db, PGresult *res, void *arg)
@@ -1458,15 +1458,16 @@ tick_cb(uv_timer_t *t)
 		/* schedules' ticks up to two ticks ahead, so that they start on time */
 		char		horizon[32];
 		const char *params[1] = {horizon};
-		bool		idle = w->nactive == 0 && !w->cycling && !w->want_claim;
+		bool		look = w->nrunning < w->cfg.concurrency && !w->cycling && !w->want_claim;
 
 		snprintf(horizon, sizeof(horizon), "%d milliseconds", 2 * w->cfg.poll_ms);
 		w->reaping = true;
 		/*
-		 * A busy worker claims anyway, from the start now and then (the
-		 * rescan above); only an idle one looks for missed work.
+		 * A worker that is claiming goes on from the start now and then
+		 * (the rescan above), and one whose slots are all busy has no room
+		 * to claim into; any other looks for work no NOTIFY announced.
 		 */
-		fx_db_query_params(&w->db, idle ?
+		fx_db_query_params(&w->db, look ?
 						   "SELECT fx.reap(), fx.fire_schedules($1),"
 						   " EXISTS (SELECT FROM fx.invocation q WHERE q.status = 'queued'"
 						   "   AND NOT q.blocked AND q.not_before <= now()),"

@@ -24,6 +24,11 @@ echo "\$args"
 EOF
 chmod +x "$FX_TEST_DIR/fn/quick/main"
 fx_deploy quick "$FX_TEST_DIR/fn/quick" --timeout 10s --retries 0
+# nap: sleeps 5 s, keeping the worker busy (with free slots)
+mkdir -p "$FX_TEST_DIR/fn/nap"
+printf '#!/bin/sh\nsleep 5\necho null\n' >"$FX_TEST_DIR/fn/nap/main"
+chmod +x "$FX_TEST_DIR/fn/nap/main"
+fx_deploy nap "$FX_TEST_DIR/fn/nap" --timeout 10s --retries 0
 
 fx_worker_start A
 wait_for "worker A is connected" 10 sessions_are 1
@@ -97,12 +102,16 @@ c1=$(commits)
 n=$((c1 - c0 - 1))
 echo "# idle for 10 s, 50 ticks: $n transactions"
 check "an idle worker commits about once a tick: $n in 50 ticks (at most 62)" test "$n" -le 62
-# A row written without fx_invoke, so without its NOTIFY: the tick finds it.
+# A row written without fx_invoke, so without its NOTIFY: the tick finds
+# it, though the worker is busy with another invocation (it has free slots).
+napping=$(q "SELECT fx_invoke('nap')")
+wait_for "a 5 s invocation is running" 5 status_is "$napping" running
 id=$(q "INSERT INTO fx.invocation (bucket, fn, version, args, max_attempts)
         SELECT 0, 'quick', max(version), '\"unannounced\"', 1 FROM fx.version WHERE fn = 'quick'
         RETURNING id")
 wait_for "an invocation no NOTIFY announced runs within 3 s" 3 status_is "${id:-0}" succeeded
 check_eq "once: one log line of it" 1 "$(ran_with '"unannounced"')"
+check_eq "meanwhile the other one still runs" running "$(q "SELECT status FROM fx.invocation WHERE id = $napping")"
 
 # --- a relative --cache is taken from the worker's working directory: the
 # sandbox, which mounts the bundle from it, used to find nothing there
