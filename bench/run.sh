@@ -17,7 +17,7 @@
 #   latency     fx_call round trip; enqueue -> start with idle workers
 #   cold        first invocation of a newly deployed function; new processes
 #   idle        commits per second and resident memory of an idle system
-#   scaling     throughput with 1, 2 and 4 worker processes (fx: C each, C/W each)
+#   scaling     throughput with 1, 2 and 4 worker processes
 #   snapshot    throughput while another session holds a snapshot open
 #
 # Then writes the tables to $RESULTS (bench/queue-results.md for a full run;
@@ -702,10 +702,6 @@ scenario_scaling() {
 	for ((r = 1; r <= ROUNDS; r++)); do
 		for w in $SCALE; do
 			ROUND=$r measured fx_throughput scaling "$w" "$FX_C"
-			# and the same sandboxes in total, shared out among the workers
-			if [ "$w" -gt 1 ] && [ $((FX_C / w)) -ge 1 ]; then
-				ROUND=$r measured fx_throughput scaling "$w" "$((FX_C / w))"
-			fi
 			if peer graphile; then ROUND=$r measured gw_throughput scaling "$w"; fi
 			if peer dbos; then ROUND=$r measured dbos_throughput scaling "$w" "$DBOS_V"; fi
 		done

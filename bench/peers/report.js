@@ -359,25 +359,19 @@ function render(m, rs, commands) {
     L.push('## 5. Scaling: throughput with more worker processes');
     L.push('');
     L.push(`The throughput run (N = ${int(N)}, one-statement enqueue) with 1, 2 and 4 worker processes on this one ` +
-      `machine: fx workers each with \`--concurrency ${fxC || '?'}\` (so W workers run W times as many sandboxes), and ` +
-      `again with the same ${fxC || '?'} sandboxes in total shared out among them (\`--concurrency ${fxC || '?'}/W\` each); ` +
-      `graphile-worker processes each with concurrency 10 and a local queue of 50 (its jobs run inside its Node.js ` +
-      `process, so more slots cost it no processes), DBOS processes each with its own executor id${dbosV ? ` (${dbosV})` : ''}. ` +
+      `machine: fx workers each with \`--concurrency ${fxC || '?'}\`, graphile-worker processes each with concurrency 10 and ` +
+      `a local queue of 50, DBOS processes each with its own executor id${dbosV ? ` (${dbosV})` : ''}. ` +
       `Best of ${k.rounds} round(s); jobs per second; ratio **fx/peer**.`);
     L.push('');
     const ws = [...new Set(sc.map((r) => r.workers))].sort((a, b) => a - b);
-    const each = `--concurrency ${fxC}`;
     const rows = ws.map((w) => {
-      const f = best(sc, (r) => r.sys === 'fx' && r.workers === w && r.cfg === each);
-      const fs = w > 1 ? best(sc, (r) => r.sys === 'fx' && r.workers === w && r.cfg !== each) : f;
+      const f = best(sc, (r) => r.sys === 'fx' && r.workers === w);
       const g = best(sc, (r) => r.sys === 'graphile' && r.workers === w);
       const d = best(sc, (r) => r.sys === 'dbos' && r.workers === w);
-      return [w, f ? int(f.r.per_s) : '-', fs ? `${int(fs.r.per_s)}${w > 1 ? ` (${fs.cfg.replace('--concurrency ', '')} each)` : ''}` : '-',
-        g ? int(g.r.per_s) : '-', f && g ? ratio(f.r.per_s, g.r.per_s) : '-', fs && g ? ratio(fs.r.per_s, g.r.per_s) : '-',
+      return [w, f ? int(f.r.per_s) : '-', g ? int(g.r.per_s) : '-', f && g ? ratio(f.r.per_s, g.r.per_s) : '-',
         d ? int(d.r.per_s) : '-', f && d ? ratio(f.r.per_s, d.r.per_s) : '-'];
     });
-    L.push(table(['worker processes', `fx jobs/s, ${fxC || '?'} sandboxes each`, `fx jobs/s, ${fxC || '?'} sandboxes in all`,
-      'graphile-worker jobs/s', 'fx/graphile-worker (each)', 'fx/graphile-worker (in all)', 'DBOS jobs/s', 'fx/DBOS'], rows));
+    L.push(table(['worker processes', 'fx jobs/s', 'graphile-worker jobs/s', 'fx/graphile-worker', 'DBOS jobs/s', 'fx/DBOS'], rows));
     L.push('');
   }
 
@@ -406,10 +400,10 @@ function render(m, rs, commands) {
   if (later.length) {
     L.push('Every run of scenarios 5 and 6:');
     L.push('');
-    L.push(table(['scenario', 'system', 'configuration', 'workers', 'round', 'jobs/s', 'database jobs/s', 'commits/job',
-      'WAL bytes/job', 'CPU busy before %', 'other load %'],
-    later.map((r) => [r.s, NAMES[r.sys], r.cfg, r.workers, r.round, int(r.r.per_s), int(r.db_per_s),
-      num(r.commits_per_job, 3), int(r.wal_per_job), r.busy, otherCell(r)])));
+    L.push(table(['scenario', 'system', 'workers', 'round', 'jobs/s', 'database jobs/s', 'commits/job', 'WAL bytes/job',
+      'CPU busy before %', 'other load %'],
+    later.map((r) => [r.s, NAMES[r.sys], r.workers, r.round, int(r.r.per_s), int(r.db_per_s), num(r.commits_per_job, 3),
+      int(r.wal_per_job), r.busy, otherCell(r)])));
     L.push('');
   }
 
