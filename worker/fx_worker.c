@@ -4,12 +4,13 @@
  * The worker holds one database connection (fx_db).  It claims batches of
  * runnable invocations with fx.claim() when woken by NOTIFY fx_wake, when
  * a slot frees after a full batch, when a delayed invocation comes due, and
- * when an idle worker's tick finds work that no NOTIFY announced, each
- * going on from where the last one ended (a cursor: see rescan_cb).  Finished attempts are sent to fx.finish() in
- * batches: while one batch is in flight the next one collects, so under
- * load a round trip carries many completions.  Every finish is fenced by
- * the lease (owner, epoch), so it is safe to send again after a lost
- * connection; a lease taken over meanwhile simply refuses it.
+ * when a tick finds work that no NOTIFY announced, each going on from
+ * where the last one ended (a cursor: see rescan_cb).  Finished attempts
+ * are sent to fx.finish() in batches: while one batch is in flight the
+ * next one collects, so under load a round trip carries many completions.
+ * Every finish is fenced by the lease (owner, epoch), so it is safe to
+ * send again after a lost connection; a lease taken over meanwhile simply
+ * refuses it.
  *
  * Liveness: the worker's session carries application_name = owner, and
  * fx.reap() (run by every worker on its tick) requeues the leases of any
@@ -464,9 +465,8 @@ cycle(fx_worker *w)
 		 * A claim costs about as much for one row as for a hundred, so
 		 * while every slot is busy and another round of work waits, claim
 		 * only once half the room is free (or a whole --batch's worth of
-		 * it, if that is less).  Workers that share a queue
-		 * would else claim a few rows at a time, each as often as its
-		 * neighbours.
+		 * it, if that is less).  Workers that share a queue would else
+		 * claim a few rows at a time, each as often as its neighbours.
 		 */
 		if (n < (w->cfg.concurrency + w->cfg.prefetch) / 2 && n < w->cfg.batch &&
 			w->nrunning >= w->cfg.concurrency &&
