@@ -152,16 +152,28 @@ measured() {
 
 checkpoint() { q postgres "CHECKPOINT" >/dev/null; }
 
-# snap DB / unsnap DB N: commits and WAL bytes per job over a run.
+# snap DB, then unsnap N at the end of a run and unsnap_commits DB N once
+# its workers have stopped: commits and WAL bytes per job over the run.  A
+# busy backend reports its commits to pg_stat_database at most once a
+# second, and one that just did may keep the rest for 10 s while idle, so
+# commits are read only after the workers' backends have exited (exit
+# reports them all).
 snap() {
 	SNAP_C=$(commits "$1")
 	SNAP_L=$(q postgres "SELECT pg_current_wal_lsn()")
 }
 unsnap() {
-	local c
+	PER_JOB_WAL=$(q postgres "SELECT round(pg_wal_lsn_diff(pg_current_wal_lsn(), '$SNAP_L') / $1)")
+}
+unsnap_commits() {
+	local c i
+	for ((i = 0; i < 50; i++)); do
+		[ "$(q postgres "SELECT count(*) FROM pg_stat_activity
+			WHERE datname = '$1' AND backend_type = 'client backend'")" = 0 ] && break
+		sleep 0.1
+	done
 	c=$(commits "$1")
 	PER_JOB_COMMITS=$(awk -v d="$((c - SNAP_C))" -v n="$2" 'BEGIN { printf "%.3f", d / n }')
-	PER_JOB_WAL=$(q postgres "SELECT round(pg_wal_lsn_diff(pg_current_wal_lsn(), '$SNAP_L') / $2)")
 }
 
 # drain DB N ENQUEUE_SQL COUNT_SQL LABEL: sets DRAIN_JSON.
@@ -285,13 +297,14 @@ fx_throughput() {
 	cpu_mark
 	drain fx "$N" "$($enq "$N")" "$(FX_LEFT "$N" "$start")" "fx ($w x $cfg)"
 	cpu_other
-	unsnap fx "$N"
+	unsnap "$N"
+	[ -n "$hold" ] && hold_stop
+	fx_stop
+	unsnap_commits fx "$N"
 	ok=$(q fx "SELECT count(*) FROM fx.invocation WHERE id > $start AND status = 'succeeded'")
 	[ "$ok" = "$N" ] || die "fx: $ok of $N invocations succeeded"
 	db=$(q fx "SELECT round(($N / extract(epoch FROM max(finished_at) - min(created_at)))::numeric, 1)
 		FROM fx.invocation WHERE id > $start")
-	[ -n "$hold" ] && hold_stop
-	fx_stop
 	LAST_PER_S=$(json_get "$DRAIN_JSON" per_s)
 	emit s="$s" sys=fx cfg="$cfg" rows="${rows:+1}" workers="$w" round="${ROUND:-1}" r="$DRAIN_JSON" \
 		db_per_s="$db" commits_per_job="$PER_JOB_COMMITS" wal_per_job="$PER_JOB_WAL" busy="$BUSY" other="$OTHER"
@@ -356,9 +369,10 @@ gw_throughput() {	# SCENARIO W [hold]
 	drain graphile "$N" "$(GW_ENQ "$N")" "SELECT $N - count(*) FROM graphile_worker._private_jobs" \
 		"graphile-worker ($w worker(s))"
 	cpu_other
-	unsnap graphile "$N"
+	unsnap "$N"
 	[ -n "$hold" ] && hold_stop
 	peers_stop
+	unsnap_commits graphile "$N"
 	LAST_PER_S=$(json_get "$DRAIN_JSON" per_s)
 	emit s="$s" sys=graphile cfg="concurrency 10, localQueue 50, completeJobBatchDelay 0" workers="$w" \
 		round="${ROUND:-1}" r="$DRAIN_JSON" commits_per_job="$PER_JOB_COMMITS" wal_per_job="$PER_JOB_WAL" \
@@ -427,11 +441,12 @@ dbos_throughput() {	# SCENARIO W VARIANT [hold]
 		"SELECT count(*) FROM dbos.workflow_status WHERE status = 'SUCCESS' AND created_at > $mark" \
 		"DBOS ($w process(es), $v)"
 	cpu_other
-	unsnap dbos "$N"
-	db=$(q dbos "SELECT round($N / ((max(updated_at) - min(created_at)) / 1000.0), 1)
-		FROM dbos.workflow_status WHERE created_at > $mark")
+	unsnap "$N"
 	[ -n "$hold" ] && hold_stop
 	peers_stop
+	unsnap_commits dbos "$N"
+	db=$(q dbos "SELECT round($N / ((max(updated_at) - min(created_at)) / 1000.0), 1)
+		FROM dbos.workflow_status WHERE created_at > $mark")
 	LAST_PER_S=$(json_get "$DRAIN_JSON" per_s)
 	emit s="$s" sys=dbos cfg="$(dbos_describe "$v")" variant="$v" workers="$w" round="${ROUND:-1}" \
 		r="$DRAIN_JSON" db_per_s="$db" commits_per_job="$PER_JOB_COMMITS" wal_per_job="$PER_JOB_WAL" \

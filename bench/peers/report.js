@@ -221,7 +221,8 @@ function render(m, rs, commands) {
       'over `generate_series`), after a warm-up of a few hundred; the client then polls every 50 ms until all ' +
       'have succeeded. **jobs/s = N / (enqueue statement sent → the poll that saw all done)**. "database" is ' +
       'N / (last finished − first created) from the rows themselves (fx, DBOS; graphile-worker deletes its ' +
-      'jobs). Commits and WAL are per job, from `pg_stat_database` and the WAL position, warm-up excluded. ' +
+      'jobs). Commits and WAL are per job, from `pg_stat_database` and the WAL position, warm-up excluded; ' +
+      'commits are read once the workers\' backends have exited, since a busy backend reports them late. ' +
       `Best of ${k.rounds} round(s) per configuration; ratio **fx/peer**.`);
     L.push('');
     const rows = [];
