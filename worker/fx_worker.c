@@ -1300,14 +1300,15 @@ next_due_cb(fx_db *db, PGresult *res, void *arg)
  * behind the cursor, where the claim from the start that its due time or
  * the tick asked for finds it.)
  */
+#define NEXT_DUE_SQL \
+	"SELECT extract(epoch FROM min(q.not_before) - now()) * 1000" \
+	" FROM fx.invocation q" \
+	" WHERE q.status = 'queued' AND NOT q.blocked AND q.not_before > now()"
+
 static void
 schedule_due(fx_worker *w)
 {
-	fx_db_query_prepared(&w->db,
-					   "SELECT extract(epoch FROM min(q.not_before) - now()) * 1000"
-					   " FROM fx.invocation q"
-					   " WHERE q.status = 'queued' AND NOT q.blocked AND q.not_before > now()",
-					   0, NULL, next_due_cb, NULL);
+	fx_db_query_prepared(&w->db, NEXT_DUE_SQL, 0, NULL, next_due_cb, NULL);
 }
 
 static void
@@ -1471,9 +1472,7 @@ tick_cb(uv_timer_t *t)
 						   "SELECT fx.reap(), fx.fire_schedules($1),"
 						   " EXISTS (SELECT FROM fx.invocation q WHERE q.status = 'queued'"
 						   "   AND NOT q.blocked AND q.not_before <= now()),"
-						   " (SELECT extract(epoch FROM min(q.not_before) - now()) * 1000"
-						   "    FROM fx.invocation q"
-						   "   WHERE q.status = 'queued' AND NOT q.blocked AND q.not_before > now())"
+						   " (" NEXT_DUE_SQL ")"
 						   : "SELECT fx.reap(), fx.fire_schedules($1)",
 						   1, params, reaped_fired_cb, NULL);
 	}

@@ -105,11 +105,12 @@ check_eq "no other worker took any" 0 \
 # each runs once, with its own args
 ids=$(q "SELECT fx_invoke_all('fast', array_agg(to_jsonb(i) ORDER BY i))
          FROM generate_series(201, 400) i")
-batch_done() {
+# ended N: all N invocations of $ids have ended
+ended() {
 	[ "$(q "SELECT count(*) FROM fx.invocation WHERE id = ANY ('$ids')
-	        AND status NOT IN ('queued', 'running')")" = 200 ]
+	        AND status NOT IN ('queued', 'running')")" = "$1" ]
 }
-wait_for "all 200 of the batch finish within 30 s" 30 batch_done
+wait_for "all 200 of the batch finish within 30 s" 30 ended 200
 check_eq "the batch: 200 succeeded once, each with its own args, ids in args' order" "200|200|200" \
 	"$(q "SELECT count(*) FILTER (WHERE i.status = 'succeeded' AND i.attempts = 1),
 	             count(*) FILTER (WHERE i.result = i.args),
@@ -128,11 +129,7 @@ fx_worker_start E --concurrency 2 --prefetch 8
 wait_for "workers D and E are connected" 10 sessions_are 2
 ids=$(q "SELECT fx_invoke_all('fast', array_agg(to_jsonb(i) ORDER BY i))
          FROM generate_series(1, 300) i")
-three_hundred_done() {
-	[ "$(q "SELECT count(*) FROM fx.invocation WHERE id = ANY ('$ids')
-	        AND status NOT IN ('queued', 'running')")" = 300 ]
-}
-wait_for "300 more finish through 2 x 2 slots within 60 s" 60 three_hundred_done
+wait_for "300 more finish through 2 x 2 slots within 60 s" 60 ended 300
 check_eq "each of the 300 succeeded once" 300 \
 	"$(q "SELECT count(*) FROM fx.invocation WHERE id = ANY ('$ids') AND status = 'succeeded' AND attempts = 1")"
 claims=$(q "SELECT count(DISTINCT (worker, started_at)) FROM fx.invocation WHERE id = ANY ('$ids')")
