@@ -5,7 +5,8 @@
  * ~/.local/share/fx, or /var/lib/fx for root): data/ is the cluster, run/
  * holds its only socket (no TCP), log/ its server log, database "fx" has
  * the extension, and one `fx worker` runs in the background (worker.pid,
- * worker.log).  The socket
+ * worker.log), logged in as fx_embedded_worker: a member of fx_worker, not a
+ * superuser, as README.md's security model asks of every worker.  The socket
  * directory is private to the owner, so the cluster trusts local
  * connections.  As root, PostgreSQL runs as the "postgres" user, since it
  * refuses to run as root.
@@ -31,6 +32,7 @@
 #include "fx_log.h"
 
 #define FX_PORT "5432"
+#define WORKER_ROLE "fx_embedded_worker"
 
 char *
 fx_home(void)
@@ -49,9 +51,15 @@ fx_home(void)
 }
 
 static char *
+embedded_conninfo_as(const char *home, const char *dbname, const char *user)
+{
+	return fx_xasprintf("host=%s/run port=" FX_PORT " dbname=%s user=%s", home, dbname, user);
+}
+
+static char *
 embedded_conninfo(const char *home, const char *dbname)
 {
-	return fx_xasprintf("host=%s/run port=" FX_PORT " dbname=%s user=postgres", home, dbname);
+	return embedded_conninfo_as(home, dbname, "postgres");
 }
 
 char *
@@ -267,7 +275,9 @@ ensure_database(const char *home)
 	free(ci);
 	ok = PQstatus(conn) == CONNECTION_OK &&
 		exec_ok(conn, "SET client_min_messages = warning") &&
-		exec_ok(conn, "CREATE EXTENSION IF NOT EXISTS fx");
+		exec_ok(conn, "CREATE EXTENSION IF NOT EXISTS fx") &&
+		exec_ok(conn, "DO $$ BEGIN IF to_regrole('" WORKER_ROLE "') IS NULL THEN "
+				"CREATE ROLE " WORKER_ROLE " LOGIN IN ROLE fx_worker; END IF; END $$");
 	PQfinish(conn);
 	return ok ? 0 : 1;
 }
@@ -293,7 +303,7 @@ ensure_worker(const char *home, pid_t *out)
 	char	   *pidfile = fx_xasprintf("%s/worker.pid", home);
 	char	   *log = fx_xasprintf("%s/worker.log", home);
 	char	   *cache = fx_xasprintf("%s/cache", home);
-	char	   *ci = embedded_conninfo(home, "fx");
+	char	   *ci = embedded_conninfo_as(home, "fx", WORKER_ROLE);
 	pid_t		pid = read_pid(pidfile);
 	FILE	   *f;
 
@@ -362,7 +372,7 @@ fx_cli_up(int argc, char **argv)
 
 		printf("fx is up\n"
 			   "  database: %s\n"
-			   "  worker:   pid %d, log %s/worker.log\n"
+			   "  worker:   pid %d, logged in as " WORKER_ROLE " (a member of fx_worker), log %s/worker.log\n"
 			   "try:\n"
 			   "  fx deploy hello examples/hello && fx invoke hello '{\"name\":\"you\"}'\n"
 			   "  fx psql -c \"SELECT fx_call('hello', '{}')\"\n", ci, (int) worker, home);
