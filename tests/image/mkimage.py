@@ -20,6 +20,7 @@ import re
 import subprocess
 import sys
 import tarfile
+import tempfile
 
 OUT, VICTIM = sys.argv[1], sys.argv[2]
 
@@ -112,6 +113,19 @@ def gz_bomb(path, zeros, times):
         members.append((F(name, data)[0], io.BytesIO(data)))
     with open(path, "wb") as f:
         gz_tar(members, f)
+
+
+def sparse_layer(size):
+    """A layer whose one file is SIZE bytes of holes and a byte at its end,
+    stored by GNU tar as a sparse member of a few KiB (tarfile reads sparse
+    members but cannot write them)."""
+    with tempfile.TemporaryDirectory() as d:
+        with open(os.path.join(d, "holes"), "wb") as f:
+            f.truncate(size - 1)
+            f.seek(size - 1)
+            f.write(b"x")
+        return subprocess.run(["tar", "--sparse", "--format=pax", "-C", d, "-cf", "-", "holes"],
+                              check=True, stdout=subprocess.PIPE).stdout
 
 
 def config(user, n_layers):
@@ -309,6 +323,7 @@ def main():
     huge = tarfile.TarInfo("huge")
     huge.size = 5 << 30
     hostile("huge", [huge.tobuf(format=tarfile.USTAR_FORMAT) + bytes(1024)], fmt="oci")
+    hostile("sparse", [sparse_layer(6 << 30)], fmt="oci")
     hostile("many", [layer([F("f%d" % i, "x") for i in range(20)])])
     # Compression bombs: 1 GiB of zeros in a 1 MB archive, read 22 times
     # (manifest, config, 20 layers); a layer of 1 GiB of zeros as one file

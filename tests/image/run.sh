@@ -196,6 +196,7 @@ else
 fi
 refused bomb "more than 1048576 bytes" FX_IMAGE_MAX_BYTES=1048576
 refused huge "more than 4294967296 bytes"
+refused sparse "more than 4294967296 bytes"
 refused many "more than 10 entries" FX_IMAGE_MAX_ENTRIES=10
 # refused_fast NAME PATTERN SECONDS [VAR=VALUE]: refused, and within SECONDS.
 refused_fast() {
