@@ -25,7 +25,6 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <signal.h>
-#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -40,8 +39,7 @@
 #include "fx_request.h"
 #include "fx_sandbox.h"
 #include "fx_secret.h"
-#include "fx_worker.h"
-#include "fx_workflow.h"
+#include "fx_worker_int.h"
 
 /*
  * Invocations overdue by this many ms get one in eight places of a claim
@@ -49,80 +47,46 @@
  */
 #define FX_OVERDUE_MS "2000"
 
-/* A code bundle being fetched, and the attempts waiting for it. */
-typedef struct fx_fetch
-{
-	char	   *hash;
-	char	   *fn;
-	int			version;
-	bool		image;			/* a container image, unpacked off the loop */
-	bool		sent;			/* the query is in flight */
-	fx_inv	   *waiting;		/* linked through next_waiting */
-	struct fx_fetch *next;
-} fx_fetch;
-
-typedef struct fx_worker
-{
-	uv_loop_t	loop;
-	fx_worker_config cfg;
-	char		owner[64];
-	fx_db		db;
-	fx_exec		ex;
-	fx_txn_pool txns;			/* connections for the functions' sql */
-	fx_db		sdb;			/* state reads, not queued behind db's cycles */
-	fx_db		fdb;			/* finishes, beside db's claims (send_finish) */
-	fx_requests requests;
-	fx_secret_cache secrets;	/* functions' secrets, by NOTIFY fx_secret */
-	fx_workflows workflows;
-	fx_http    *http;			/* --http server, or NULL */
-	int			committing;		/* completions in their own transaction */
-	uv_timer_t	tick;
-	uv_timer_t	due;
-	uv_timer_t	logs;			/* sends running attempts' new log lines */
-	uv_timer_t	rescan;			/* a wanted claim from the start, once allowed */
-	uv_signal_t sigterm;
-	uv_signal_t sigint;
-	fx_inv	   *active;			/* claimed and not yet finished */
-	fx_fetch   *fetches;		/* bundles being fetched */
-	int			nactive;
-	fx_inv	   *done;			/* finished, waiting to be sent */
-	fx_inv	   *sending;		/* finished ones in the fx.cycle in flight */
-	fx_inv	   *finishing;		/* finished ones in the fx.finish in flight */
-	fx_inv	   *ready;			/* claimed and ready, waiting for a slot */
-	fx_inv	  **ready_tail;
-	int			nrunning;		/* attempts executing */
-	bool		cycling;		/* an fx.cycle is in flight */
-	bool		want_claim;		/* there may be more to claim */
-	bool		cursor;			/* claim after (cursor_priority, cursor_id) */
-	int			cursor_priority;
-	int64_t		cursor_id;
-	bool		rescan_wanted;	/* a claim from the start of the queue */
-	uint64_t	rescan_after;	/* fx_mono_ns: not before then (rescanned) */
-	uint64_t	rescan_gap;		/* ns from one to the next */
-	uint64_t	cycle_sent;		/* fx_mono_ns: the fx.cycle in flight was sent */
-	bool		cycle_timed;	/* ... on an idle connection: its round trip */
-	uint64_t	claim_ns;		/* a claim's usual round trip, averaged */
-	bool		due_unknown;	/* ask for the next due time once idle */
-	bool		reaping;
-	bool		draining;
-	bool		stopping;		/* closing handles */
-	bool		db_closed;
-	int			exit_code;
-} fx_worker;
-
 static void claim(fx_worker *w);
 static void cycle(fx_worker *w);
 static void schedule_due(fx_worker *w);
-static void start(fx_worker *w, fx_inv *inv);
-static fx_inv *inv_from_row(PGresult *res, int row);
-static void maybe_stop(fx_worker *w);
 static void ignore_cb(fx_db *db, PGresult *res, void *arg);
-static void run(fx_worker *w, fx_inv *inv);
 
-static fx_worker *
-worker_of(fx_db *db)
+fx_worker *
+fx_worker_of(fx_db *db)
 {
 	return db->data;
+}
+
+/* Put a claimed inv at the head of the active list. */
+static fx_inv *
+link_active(fx_worker *w, fx_inv *inv)
+{
+	inv->ex = &w->ex;
+	inv->prev = NULL;
+	inv->next = w->active;
+	if (w->active)
+		w->active->prev = inv;
+	w->active = inv;
+	inv->active = true;
+	w->nactive++;
+	return inv;
+}
+
+/* Take inv out of the active list, if it is there: no walk, it is long. */
+void
+fx_worker_unlink(fx_worker *w, fx_inv *inv)
+{
+	if (!inv->active)
+		return;
+	if (inv->prev)
+		inv->prev->next = inv->next;
+	else
+		w->active = inv->next;
+	if (inv->next)
+		inv->next->prev = inv->prev;
+	inv->active = false;		/* next stays: a walk of the list may be on it */
+	w->nactive--;
 }
 
 /* ---------------------------------------------------------------------
@@ -242,7 +206,7 @@ unsent(fx_worker *w, fx_inv *sent)
 static void
 finished_cb(fx_db *db, PGresult *res, void *arg)
 {
-	fx_worker  *w = worker_of(db);
+	fx_worker  *w = fx_worker_of(db);
 	fx_inv	   *sent = w->finishing;
 
 	(void) arg;
@@ -258,7 +222,7 @@ finished_cb(fx_db *db, PGresult *res, void *arg)
 	else
 		recorded(w, sent);
 	cycle(w);
-	maybe_stop(w);
+	fx_worker_maybe_stop(w);
 }
 
 /*
@@ -297,7 +261,7 @@ send_finish(fx_worker *w)
 static void
 fdb_ready(fx_db *db)
 {
-	cycle(worker_of(db));
+	cycle(fx_worker_of(db));
 }
 
 /*
@@ -379,7 +343,7 @@ advance_cursor(fx_worker *w, PGresult *res, int n, bool restart)
 static void
 cycled_cb(fx_db *db, PGresult *res, void *arg)
 {
-	fx_worker  *w = worker_of(db);
+	fx_worker  *w = fx_worker_of(db);
 	fx_inv	   *sent = w->sending;
 	int			asked = (int) ((intptr_t) arg >> 1);
 	bool		from_start = ((intptr_t) arg & 1) != 0;
@@ -393,7 +357,7 @@ cycled_cb(fx_db *db, PGresult *res, void *arg)
 		/* Lost connection: send them again after reconnecting. */
 		unsent(w, sent);
 		cycle(w);				/* fdb may take them meanwhile */
-		maybe_stop(w);
+		fx_worker_maybe_stop(w);
 		return;
 	}
 	if (PQresultStatus(res) != PGRES_TUPLES_OK)
@@ -401,7 +365,7 @@ cycled_cb(fx_db *db, PGresult *res, void *arg)
 		fx_err("recording finished invocations and claiming failed, leaving them to lease recovery: %s",
 			   fx_db_error(res));
 		free_list(sent);
-		maybe_stop(w);
+		fx_worker_maybe_stop(w);
 		return;
 	}
 	recorded(w, sent);
@@ -413,7 +377,7 @@ cycled_cb(fx_db *db, PGresult *res, void *arg)
 	if (n > 0)
 		advance_cursor(w, res, n, from_start && n == asked);
 	for (int i = 0; i < n; i++)
-		start(w, inv_from_row(res, i));
+		fx_start_claimed(w, link_active(w, fx_inv_from_row(res, i)));
 	if (asked > 0 && n < asked)
 	{
 		w->want_claim = false;
@@ -426,7 +390,7 @@ cycled_cb(fx_db *db, PGresult *res, void *arg)
 	if (w->rescan_wanted)
 		arm_rescan(w);			/* wanted while this one was in flight */
 	cycle(w);
-	maybe_stop(w);
+	fx_worker_maybe_stop(w);
 }
 
 /*
@@ -546,22 +510,6 @@ cycle(fx_worker *w)
 	cJSON_free(json);
 }
 
-/* Take inv out of the active list, if it is there: no walk, it is long. */
-static void
-unlink_active(fx_worker *w, fx_inv *inv)
-{
-	if (!inv->active)
-		return;
-	if (inv->prev)
-		inv->prev->next = inv->next;
-	else
-		w->active = inv->next;
-	if (inv->next)
-		inv->next->prev = inv->prev;
-	inv->active = false;		/* next stays: a walk of the list may be on it */
-	w->nactive--;
-}
-
 /* The attempt's own transaction committed, or not. */
 static void
 committed_cb(void *arg, fx_txn_outcome outcome, const char *why)
@@ -578,7 +526,7 @@ committed_cb(void *arg, fx_txn_outcome outcome, const char *why)
 		w->db.state == FX_DB_CLOSED)
 	{
 		fx_inv_free(inv);
-		maybe_stop(w);
+		fx_worker_maybe_stop(w);
 		return;
 	}
 	/*
@@ -593,7 +541,7 @@ committed_cb(void *arg, fx_txn_outcome outcome, const char *why)
 	inv->next = w->done;
 	w->done = inv;
 	cycle(w);
-	maybe_stop(w);
+	fx_worker_maybe_stop(w);
 }
 
 static void
@@ -624,7 +572,7 @@ start_ready(fx_worker *w)
 		next->next_waiting = NULL;
 		if (fx_secrets_stale(next->secrets))
 		{
-			run(w, next);		/* its secrets changed while it waited */
+			fx_start_run(w, next);		/* its secrets changed while it waited */
 			continue;
 		}
 		w->nrunning++;
@@ -633,12 +581,12 @@ start_ready(fx_worker *w)
 }
 
 /* An attempt is over (exec's on_done): queue its finish, free its slot. */
-static void
-attempt_done(fx_inv *inv)
+void
+fx_worker_attempt_done(fx_inv *inv)
 {
 	fx_worker  *w = inv->ex->data;
 
-	unlink_active(w, inv);
+	fx_worker_unlink(w, inv);
 	if (inv->started_ns)
 		w->nrunning--;
 	if (fx_wf_evicted(inv))
@@ -650,7 +598,7 @@ attempt_done(fx_inv *inv)
 		fx_inv_free(inv);
 		start_ready(w);
 		cycle(w);
-		maybe_stop(w);
+		fx_worker_maybe_stop(w);
 		return;
 	}
 	if (fx_wf_fatal(inv))
@@ -682,7 +630,7 @@ attempt_done(fx_inv *inv)
 		if (inv->txn)
 			fx_txn_abort(inv->txn);
 		fx_inv_free(inv);		/* given back with fx.release */
-		maybe_stop(w);
+		fx_worker_maybe_stop(w);
 		return;
 	}
 	if (inv->txn)
@@ -700,7 +648,7 @@ attempt_done(fx_inv *inv)
 		w->due_unknown = false;
 		schedule_due(w);
 	}
-	maybe_stop(w);
+	fx_worker_maybe_stop(w);
 }
 
 /* ---------------------------------------------------------------------
@@ -849,413 +797,6 @@ sdb_notify(fx_db *db, const char *channel, const char *payload)
 	fx_wf_notify(&w->workflows, channel, payload);
 }
 
-/* ---------------------------------------------------------------------
- * Claiming
- * --------------------------------------------------------------------- */
-
-static char *
-field(PGresult *res, int row, int col)
-{
-	return PQgetisnull(res, row, col) ? NULL : fx_xstrdup(PQgetvalue(res, row, col));
-}
-
-static char **
-parse_command(const char *json)
-{
-	cJSON	   *arr = cJSON_Parse(json);
-	int			n = cJSON_GetArraySize(arr);
-	char	  **argv = fx_xcalloc(n + 1, sizeof(char *));
-	int			i = 0;
-	cJSON	   *e;
-
-	cJSON_ArrayForEach(e, arr)
-		argv[i++] = fx_xstrdup(cJSON_IsString(e) ? e->valuestring : "");
-	cJSON_Delete(arr);
-	return argv;
-}
-
-static fx_inv *
-inv_from_row(PGresult *res, int row)
-{
-	fx_inv	   *inv = fx_xcalloc(1, sizeof(*inv));
-	char	   *mode;
-	cJSON	   *role;
-
-	inv->id = strtoll(PQgetvalue(res, row, 0), NULL, 10);
-	inv->epoch = atoi(PQgetvalue(res, row, 1));
-	inv->fn = field(res, row, 2);
-	inv->version = atoi(PQgetvalue(res, row, 3));
-	inv->args = field(res, row, 4);
-	inv->key = field(res, row, 5);
-	inv->attempt = atoi(PQgetvalue(res, row, 6));
-	inv->idem = field(res, row, 7);
-	inv->hash = field(res, row, 8);
-	inv->argv = parse_command(PQgetvalue(res, row, 9));
-	mode = PQgetvalue(res, row, 10);
-	inv->session = strcmp(mode, "session") == 0;
-	inv->memory_mb = atoi(PQgetvalue(res, row, 11));
-	inv->timeout_ms = atoi(PQgetvalue(res, row, 12));
-	inv->options = cJSON_Parse(PQgetvalue(res, row, 13));
-	inv->token = field(res, row, 14);
-	inv->replay = PQgetvalue(res, row, 16)[0] == 't';
-	if (!PQgetisnull(res, row, 17))
-	{
-		/* fx_invoke's timeout: the attempt ends by the invocation's deadline */
-		int64_t		left = strtoll(PQgetvalue(res, row, 17), NULL, 10) - fx_now_ms();
-
-		if (left < inv->timeout_ms)
-			inv->timeout_ms = left > 1 ? (int) left : 1;
-	}
-	role = cJSON_GetObjectItem(inv->options, "role");
-	inv->role = cJSON_IsString(role) ? role->valuestring : NULL;
-	return inv;
-}
-
-static void
-fail_now(fx_worker *w, fx_inv *inv, const char *why)
-{
-	fx_log(FX_LOG_WARN, inv->id, "cannot run: %s", why);
-	fx_inv_fail(inv, true, why, NULL);
-	inv->ex = &w->ex;
-	attempt_done(inv);
-}
-
-/* inv's secrets came, or could not be read: run it again, or fail it. */
-static void
-secrets_cb(void *arg, fx_secrets *set, const char *why)
-{
-	fx_inv	   *inv = arg;
-	fx_worker  *w = inv->ex->data;
-
-	if (set == NULL)
-	{
-		fail_now(w, inv, why);
-		return;
-	}
-	inv->secrets = set;
-	fx_secret_bind(inv->id, set);
-	if (fx_secrets_count(set) > 0 && !w->cfg.exec.sandbox)
-	{
-		fail_now(w, inv, "secrets are given only to sandboxed functions "
-				 "(the worker runs with --no-sandbox)");
-		return;
-	}
-	run(w, inv);
-}
-
-/*
- * Whether inv holds its function's current secrets (fx_secret.h); if not,
- * they are fetched (or taken from the cache) and run() comes again.
- */
-static bool
-has_secrets(fx_worker *w, fx_inv *inv)
-{
-	if (inv->secrets && !fx_secrets_stale(inv->secrets))
-		return true;
-	if (inv->secrets)
-	{
-		fx_secret_unbind(inv->id, inv->secrets);
-		fx_secrets_unref(inv->secrets);
-		inv->secrets = NULL;
-	}
-	fx_secret_cache_get(&w->secrets, inv->fn, secrets_cb, inv);
-	return false;
-}
-
-/* Stopping: an attempt that waited for its secrets goes with fx.release. */
-static void
-drop_waiting(void *arg)
-{
-	fx_inv	   *inv = arg;
-
-	unlink_active(inv->ex->data, inv);
-	fx_inv_free(inv);
-}
-
-static void
-run(fx_worker *w, fx_inv *inv)
-{
-	if (w->stopping)
-	{
-		unlink_active(w, inv);
-		fx_inv_free(inv);
-		maybe_stop(w);
-		return;
-	}
-	if (!has_secrets(w, inv))
-		return;
-	fx_log(FX_LOG_DEBUG, inv->id, "running %s:%d attempt %d", inv->fn,
-		   inv->version, inv->attempt);
-	if (w->nrunning >= w->cfg.concurrency)
-	{
-		*w->ready_tail = inv;	/* runs when a slot frees */
-		w->ready_tail = &inv->next_waiting;
-		return;
-	}
-	w->nrunning++;
-	fx_exec_start(&w->ex, inv);
-}
-
-static void send_fetch(fx_worker *w, fx_fetch *f);
-
-static bool
-is_image(fx_inv *inv)
-{
-	return cJSON_IsTrue(cJSON_GetObjectItem(inv->options, "image"));
-}
-
-static char *
-images_dir(fx_worker *w)
-{
-	return fx_xasprintf("%s/images", w->cfg.cache_dir);
-}
-
-static void
-free_fetch(fx_worker *w, fx_fetch *f)
-{
-	for (fx_fetch **pp = &w->fetches; *pp; pp = &(*pp)->next)
-		if (*pp == f)
-		{
-			*pp = f->next;
-			break;
-		}
-	free(f->hash);
-	free(f->fn);
-	free(f);
-}
-
-static char **
-concat_argv(char **a, char **b)
-{
-	int			n = 0;
-	char	  **v;
-
-	for (char **p = a; p && *p; p++)
-		n++;
-	for (char **p = b; p && *p; p++)
-		n++;
-	v = fx_xcalloc(n + 1, sizeof(char *));
-	n = 0;
-	for (char **p = a; p && *p; p++)
-		v[n++] = fx_xstrdup(*p);
-	for (char **p = b; p && *p; p++)
-		v[n++] = fx_xstrdup(*p);
-	return v;
-}
-
-/*
- * Load the unpacked image of inv (it must be in the cache) and make its
- * command: the deploy's --cmd if given, else the image's entrypoint + cmd.
- */
-static const char *
-load_image(fx_worker *w, fx_inv *inv, char **why)
-{
-	char	   *dir = images_dir(w);
-	fx_image   *img = fx_xcalloc(1, sizeof(*img));
-	int			rc = fx_image_prepare(dir, inv->hash, NULL, 0, img, why);
-
-	free(dir);
-	if (rc < 0)
-	{
-		free(img);
-		return *why;
-	}
-	inv->image = img;
-	if (inv->argv[0] == NULL)
-	{
-		free(inv->argv);
-		inv->argv = concat_argv(img->entrypoint, img->cmd);
-		if (inv->argv[0] == NULL)
-			return *why = fx_xstrdup("the image has no entrypoint or cmd; deploy it with --cmd");
-	}
-	return NULL;
-}
-
-/* Run inv if its code is ready; true if it was (or failed for good). */
-static bool
-run_if_ready(fx_worker *w, fx_inv *inv)
-{
-	char	   *why = NULL;
-
-	if (is_image(inv))
-	{
-		char	   *dir = images_dir(w);
-		char	   *rootfs = fx_xasprintf("%s/%s/rootfs", dir, inv->hash);
-		bool		cached = access(rootfs, F_OK) == 0;
-
-		free(dir);
-		free(rootfs);
-		if (!cached)
-			return false;
-		if (load_image(w, inv, &why))
-		{
-			fail_now(w, inv, why);
-			free(why);
-		}
-		else
-			run(w, inv);
-		return true;
-	}
-	inv->bundle_dir = fx_bundle_path(w->cfg.cache_dir, inv->hash);
-	if (inv->bundle_dir == NULL)
-		return false;
-	run(w, inv);
-	return true;
-}
-
-/* The fetched bundle is in place (or could not be): run who waited for it. */
-static void
-fetched(fx_worker *w, fx_fetch *f, char *why)
-{
-	fx_inv	   *waiting = f->waiting;
-
-	free_fetch(w, f);
-	while (waiting)
-	{
-		fx_inv	   *inv = waiting;
-
-		waiting = inv->next_waiting;
-		inv->next_waiting = NULL;
-		if (why || !run_if_ready(w, inv))
-			fail_now(w, inv, why ? why : "the code bundle vanished from the cache");
-	}
-	free(why);
-}
-
-/* Images are unpacked on the thread pool. */
-typedef struct unpack_req
-{
-	uv_work_t	req;
-	fx_worker  *w;
-	fx_fetch   *f;
-	char	   *dir;
-	char	   *data;
-	size_t		len;
-	char	   *why;
-} unpack_req;
-
-static void
-unpack_work(uv_work_t *req)
-{
-	unpack_req *u = (unpack_req *) req;
-	fx_image	img;
-
-	memset(&img, 0, sizeof(img));
-	if (fx_image_prepare(u->dir, u->f->hash, u->data, u->len, &img, &u->why) == 0)
-	{
-		/* Mount points the sandbox needs, in a read-only image root. */
-		static const char *const dirs[] = {"tmp", "proc", "dev", NULL};
-
-		for (int i = 0; dirs[i]; i++)
-		{
-			char	   *p = fx_xasprintf("%s/%s", img.rootfs, dirs[i]);
-
-			mkdir(p, 0755);
-			free(p);
-		}
-		fx_image_free(&img);
-	}
-}
-
-static void
-unpack_done(uv_work_t *req, int status)
-{
-	unpack_req *u = (unpack_req *) req;
-
-	(void) status;
-	fetched(u->w, u->f, u->why);
-	free(u->dir);
-	free(u->data);
-	free(u);
-}
-
-static void
-bundle_cb(fx_db *db, PGresult *res, void *arg)
-{
-	fx_worker  *w = worker_of(db);
-	fx_fetch   *f = arg;
-	char	   *why = NULL;
-
-	f->sent = false;
-	if (res == NULL)
-		return;					/* connection lost: fetched again on reconnect */
-	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 ||
-		PQgetisnull(res, 0, 0))
-		why = fx_xasprintf("cannot fetch the code bundle: %s", fx_db_error(res));
-	else if (f->image)
-	{
-		unpack_req *u = fx_xcalloc(1, sizeof(*u));
-
-		u->w = w;
-		u->f = f;
-		u->dir = images_dir(w);
-		u->len = PQgetlength(res, 0, 0);
-		u->data = fx_xmalloc(u->len);
-		memcpy(u->data, PQgetvalue(res, 0, 0), u->len);
-		f->sent = true;			/* not again on a reconnect */
-		uv_queue_work(&w->loop, &u->req, unpack_work, unpack_done);
-		return;
-	}
-	else if (fx_bundle_unpack(w->cfg.cache_dir, f->hash, PQgetvalue(res, 0, 0),
-							  PQgetlength(res, 0, 0), &why) == 0)
-		why = NULL;
-	fetched(w, f, why);
-}
-
-static void
-send_fetch(fx_worker *w, fx_fetch *f)
-{
-	char		version[16];
-	const char *params[2];
-
-	if (f->sent || w->db.state != FX_DB_READY)
-		return;
-	f->sent = true;
-	snprintf(version, sizeof(version), "%d", f->version);
-	params[0] = f->fn;
-	params[1] = version;
-	fx_db_query_binary(&w->db, "SELECT fx.bundle($1, $2::int)", 2, params, bundle_cb, f);
-}
-
-/* Start a claimed invocation: find its code, fetching it if needed. */
-static void
-start(fx_worker *w, fx_inv *inv)
-{
-	fx_fetch   *f;
-
-	inv->ex = &w->ex;
-	inv->prev = NULL;
-	inv->next = w->active;
-	if (w->active)
-		w->active->prev = inv;
-	w->active = inv;
-	inv->active = true;
-	w->nactive++;
-	if (is_image(inv) && !w->cfg.exec.sandbox)
-	{
-		fail_now(w, inv, "container images run only in sandboxes (the worker runs with --no-sandbox)");
-		return;
-	}
-	if (run_if_ready(w, inv))
-		return;
-	for (f = w->fetches; f; f = f->next)
-		if (strcmp(f->hash, inv->hash) == 0)
-			break;
-	if (f == NULL)
-	{
-		f = fx_xcalloc(1, sizeof(*f));
-		f->hash = fx_xstrdup(inv->hash);
-		f->fn = fx_xstrdup(inv->fn);
-		f->version = inv->version;
-		f->image = is_image(inv);
-		f->next = w->fetches;
-		w->fetches = f;
-	}
-	inv->next_waiting = f->waiting;
-	f->waiting = inv;
-	send_fetch(w, f);
-}
-
 static void
 due_cb(uv_timer_t *t)
 {
@@ -1289,7 +830,7 @@ next_due_cb(fx_db *db, PGresult *res, void *arg)
 {
 	(void) arg;
 	if (res != NULL && PQresultStatus(res) == PGRES_TUPLES_OK)
-		arm_due(worker_of(db), res, 0);
+		arm_due(fx_worker_of(db), res, 0);
 }
 
 /*
@@ -1336,13 +877,13 @@ limits_cb(fx_db *db, PGresult *res, void *arg)
 {
 	(void) arg;
 	if (res && PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
-		worker_of(db)->requests.max_state_size = atoi(PQgetvalue(res, 0, 0));
+		fx_worker_of(db)->requests.max_state_size = atoi(PQgetvalue(res, 0, 0));
 }
 
 static void
 on_ready(fx_db *db)
 {
-	fx_worker  *w = worker_of(db);
+	fx_worker  *w = fx_worker_of(db);
 	const char *params[1] = {w->owner};
 
 	fx_db_query_params(db, "LISTEN fx_wake", 0, NULL, ignore_cb, "LISTEN");
@@ -1352,8 +893,7 @@ on_ready(fx_db *db)
 	fx_db_query_params(db, "SELECT fx.max_state_size()", 0, NULL, limits_cb, NULL);
 	if (w->nactive > 0 || w->done)
 		fx_db_query_params(db, "SELECT fx.adopt($1)", 1, params, ignore_cb, "adopting leases");
-	for (fx_fetch *f = w->fetches; f; f = f->next)
-		send_fetch(w, f);
+	fx_start_refetch(w);
 	w->rescan_wanted = true;	/* what happened while it was away */
 	w->want_claim = true;
 	cycle(w);
@@ -1362,7 +902,7 @@ on_ready(fx_db *db)
 static void
 on_notify(fx_db *db, const char *channel, const char *payload)
 {
-	fx_worker  *w = worker_of(db);
+	fx_worker  *w = fx_worker_of(db);
 
 	if (strcmp(channel, "fx_wake") == 0)
 	{
@@ -1392,7 +932,7 @@ on_notify(fx_db *db, const char *channel, const char *payload)
 static void
 on_lost(fx_db *db)
 {
-	fx_worker  *w = worker_of(db);
+	fx_worker  *w = fx_worker_of(db);
 
 	w->cycling = false;
 	w->reaping = false;
@@ -1401,7 +941,7 @@ on_lost(fx_db *db)
 static void
 reaped_cb(fx_db *db, PGresult *res, void *arg)
 {
-	fx_worker  *w = worker_of(db);
+	fx_worker  *w = fx_worker_of(db);
 
 	(void) arg;
 	w->reaping = false;
@@ -1427,7 +967,7 @@ reaped_cb(fx_db *db, PGresult *res, void *arg)
 static void
 reaped_fired_cb(fx_db *db, PGresult *res, void *arg)
 {
-	fx_worker  *w = worker_of(db);
+	fx_worker  *w = fx_worker_of(db);
 	bool		ok = res && PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1;
 
 	if (ok && atoi(PQgetvalue(res, 0, 1)) > 0)
@@ -1493,12 +1033,12 @@ walk_close(uv_handle_t *h, void *arg)
 static void
 db_closed(fx_db *db)
 {
-	worker_of(db)->db_closed = true;
+	fx_worker_of(db)->db_closed = true;
 }
 
 /* When drained (or stopping), close everything so that uv_run returns. */
-static void
-maybe_stop(fx_worker *w)
+void
+fx_worker_maybe_stop(fx_worker *w)
 {
 	if (!w->draining || w->db_closed || w->db.state == FX_DB_CLOSED)
 		return;
@@ -1534,7 +1074,7 @@ maybe_stop(fx_worker *w)
 static void
 released_cb(fx_db *db, PGresult *res, void *arg)
 {
-	fx_worker  *w = worker_of(db);
+	fx_worker  *w = fx_worker_of(db);
 
 	(void) arg;
 	if (res && PQresultStatus(res) == PGRES_TUPLES_OK)
@@ -1544,27 +1084,15 @@ released_cb(fx_db *db, PGresult *res, void *arg)
 		fx_inv	   *i = w->ready;
 
 		w->ready = i->next_waiting;
-		unlink_active(w, i);
+		fx_worker_unlink(w, i);
 		fx_inv_free(i);
 	}
 	w->ready_tail = &w->ready;
-	while (w->fetches)
-	{
-		fx_fetch   *f = w->fetches;
-
-		for (fx_inv *i = f->waiting, *next; i; i = next)
-		{
-			next = i->next_waiting;
-			unlink_active(w, i);
-			fx_inv_free(i);
-		}
-		free_fetch(w, f);
-	}
-	fx_secret_cache_drop_waiters(&w->secrets, drop_waiting);
+	fx_start_drop_waiting(w);
 	for (fx_inv *i = w->active; i; i = i->next)
 		if (i->bundle_dir)
 			fx_exec_kill(&w->ex, i, "worker stopping");
-	maybe_stop(w);
+	fx_worker_maybe_stop(w);
 }
 
 static void
@@ -1581,7 +1109,7 @@ on_signal(uv_signal_t *h, int signum)
 			fx_http_drain(w->http);	/* no new connections */
 		uv_timer_stop(&w->due);
 		uv_timer_stop(&w->rescan);
-		maybe_stop(w);
+		fx_worker_maybe_stop(w);
 		return;
 	}
 	if (!w->stopping)
@@ -1699,7 +1227,7 @@ fx_worker_run(const fx_worker_config *cfg)
 	else
 		fx_warn("sandboxes are off (--no-sandbox): functions run as plain processes of this user");
 	fx_exec_init(&w->ex, &w->loop, &cfg->exec);
-	w->ex.on_done = attempt_done;
+	w->ex.on_done = fx_worker_attempt_done;
 	w->ex.on_request = on_request;
 	w->ex.data = w;
 	/* Its other sessions are named after it, but are not it (fx.reap). */
@@ -1757,7 +1285,7 @@ fx_worker_run(const fx_worker_config *cfg)
 			cfg->concurrency, cfg->cache_dir,
 			cfg->exec.sandbox ? "sandboxed" : "not sandboxed");
 	if (cfg->http_addr && !start_http(w))
-		maybe_stop(w);			/* closes everything: uv_run returns */
+		fx_worker_maybe_stop(w);			/* closes everything: uv_run returns */
 	fx_db_start(&w->db);
 	fx_db_start(&w->sdb);
 	fx_db_start(&w->fdb);
