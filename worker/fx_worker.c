@@ -58,10 +58,31 @@ fx_worker_of(fx_db *db)
 	return db->data;
 }
 
+static void tick_cb(uv_timer_t *t);
+
+/*
+ * An idle worker's tick slows down: after QUIET_TICKS ticks in a row that
+ * found nothing to do (nothing active, nothing ready, reaped or fired) it
+ * comes every 2 x --poll-ms, and at --poll-ms again as soon as something
+ * is claimed or a tick finds something.
+ */
+#define QUIET_TICKS 3
+
+static void
+set_tick(fx_worker *w, uint64_t ms)
+{
+	if (w->tick_ms == ms)
+		return;
+	w->tick_ms = ms;
+	uv_timer_start(&w->tick, tick_cb, ms, ms);
+}
+
 /* Put a claimed inv at the head of the active list. */
 static fx_inv *
 link_active(fx_worker *w, fx_inv *inv)
 {
+	w->quiet_ticks = 0;
+	set_tick(w, (uint64_t) w->cfg.poll_ms);
 	inv->ex = &w->ex;
 	inv->prev = NULL;
 	inv->next = w->active;
@@ -981,6 +1002,13 @@ reaped_fired_cb(fx_db *db, PGresult *res, void *arg)
 		}
 		arm_due(w, res, 3);
 	}
+	if (ok && PQnfields(res) == 4 && w->nactive == 0 && w->done == NULL &&
+		strcmp(PQgetvalue(res, 0, 0), "0") == 0 && strcmp(PQgetvalue(res, 0, 1), "0") == 0 &&
+		strcmp(PQgetvalue(res, 0, 2), "f") == 0)
+		w->quiet_ticks++;
+	else
+		w->quiet_ticks = 0;
+	set_tick(w, (uint64_t) w->cfg.poll_ms * (w->quiet_ticks >= QUIET_TICKS ? 2 : 1));
 	reaped_cb(db, res, arg);
 }
 
@@ -1001,7 +1029,8 @@ tick_cb(uv_timer_t *t)
 		const char *params[1] = {horizon};
 		bool		look = w->nrunning < w->cfg.concurrency && !w->cycling && !w->want_claim;
 
-		snprintf(horizon, sizeof(horizon), "%d milliseconds", 2 * w->cfg.poll_ms);
+		snprintf(horizon, sizeof(horizon), "%llu milliseconds",
+				 2 * (unsigned long long) w->tick_ms);
 		w->reaping = true;
 		/*
 		 * A worker that is claiming goes on from the start now and then
@@ -1279,7 +1308,7 @@ fx_worker_run(const fx_worker_config *cfg)
 	uv_signal_init(&w->loop, &w->sigint);
 	w->sigint.data = w;
 	uv_signal_start(&w->sigint, on_signal, SIGINT);
-	uv_timer_start(&w->tick, tick_cb, cfg->poll_ms, cfg->poll_ms);
+	set_tick(w, (uint64_t) cfg->poll_ms);
 
 	fx_info("worker %s starting: concurrency %d, bundle cache %s, %s", w->owner,
 			cfg->concurrency, cfg->cache_dir,

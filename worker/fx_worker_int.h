@@ -78,6 +78,8 @@ typedef struct fx_worker
 	uint64_t	claim_ns;		/* a claim's usual round trip, averaged */
 	bool		due_unknown;	/* ask for the next due time once idle */
 	bool		reaping;
+	int			quiet_ticks;	/* ticks in a row that found nothing to do */
+	uint64_t	tick_ms;		/* poll_ms, or twice that once quiet */
 	bool		draining;
 	bool		stopping;		/* closing handles */
 	bool		db_closed;
