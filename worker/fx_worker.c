@@ -1314,7 +1314,7 @@ fx_worker_run(const fx_worker_config *cfg)
 			cfg->concurrency, cfg->cache_dir,
 			cfg->exec.sandbox ? "sandboxed" : "not sandboxed");
 	if (cfg->http_addr && !start_http(w))
-		fx_worker_maybe_stop(w);			/* closes everything: uv_run returns */
+		fx_worker_maybe_stop(w);	/* closes everything: uv_run returns */
 	fx_db_start(&w->db);
 	fx_db_start(&w->sdb);
 	fx_db_start(&w->fdb);
