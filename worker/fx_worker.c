@@ -50,6 +50,7 @@
 static void claim(fx_worker *w);
 static void cycle(fx_worker *w);
 static void schedule_due(fx_worker *w);
+static void due_in(fx_worker *w, double ms);
 static void ignore_cb(fx_db *db, PGresult *res, void *arg);
 
 fx_worker *
@@ -197,18 +198,34 @@ free_list(fx_inv *l)
 	}
 }
 
-/* Finished attempts the database has recorded (or refused). */
+/*
+ * Finished attempts the database has recorded (or refused).  A failed one
+ * is queued again behind the cursor: at once if it failed only with its
+ * sql session, else after its backoff (fx.finish: --backoff-ms doubled
+ * per attempt, less if attempts were lost), when the due timer comes back
+ * for it.  Asking the database when (schedule_due) after every batch with
+ * a failure took half of a retry storm's claim connection.
+ */
 static void
 recorded(fx_worker *w, fx_inv *sent)
 {
+	uint64_t	soonest = UINT64_MAX;
+
 	for (fx_inv *i = sent; i; i = i->next)
-		if (!i->ok)
+		if (!i->ok && (i->retryable || i->lost))
 		{
-			/* a retry, behind the cursor: now, or when it comes due */
-			w->rescan_wanted = true;
-			schedule_due(w);
-			break;
+			int			doublings = i->attempt > 1 ? i->attempt - 1 : 0;
+			uint64_t	ms = i->lost ? 0 : doublings < 32 ?
+				(uint64_t) w->cfg.backoff_ms << doublings : UINT64_MAX;
+
+			if (ms < soonest)
+				soonest = ms;
 		}
+	if (soonest != UINT64_MAX)
+	{
+		w->rescan_wanted = true;
+		due_in(w, (double) (soonest < 3600000 ? soonest : 3600000));
+	}
 	free_list(sent);
 }
 
@@ -827,23 +844,26 @@ due_cb(uv_timer_t *t)
 	claim(w);
 }
 
-/* The earliest delayed invocation comes due in column col of res (ms). */
+/* Something behind the cursor comes due in ms: claim from the start then. */
 static void
-arm_due(fx_worker *w, PGresult *res, int col)
+due_in(fx_worker *w, double ms)
 {
-	double		ms;
-	uint64_t	left = uv_timer_get_due_in(&w->due);
-
-	if (PQgetisnull(res, 0, col))
-		return;
-	ms = atof(PQgetvalue(res, 0, col));
 	if (ms < 5)
 		ms = 5;
 	if (ms > w->cfg.poll_ms * w->cfg.claim_every)
 		return;					/* a later tick tells again */
-	if (uv_is_active((uv_handle_t *) &w->due) && left <= (uint64_t) ms)
+	if (uv_is_active((uv_handle_t *) &w->due) &&
+		uv_timer_get_due_in(&w->due) <= (uint64_t) ms)
 		return;					/* set for one as soon */
 	uv_timer_start(&w->due, due_cb, (uint64_t) ms, 0);
+}
+
+/* The earliest delayed invocation comes due in column col of res (ms). */
+static void
+arm_due(fx_worker *w, PGresult *res, int col)
+{
+	if (!PQgetisnull(res, 0, col))
+		due_in(w, atof(PQgetvalue(res, 0, col)));
 }
 
 static void
