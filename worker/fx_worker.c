@@ -82,8 +82,6 @@ set_tick(fx_worker *w, uint64_t ms)
 static fx_inv *
 link_active(fx_worker *w, fx_inv *inv)
 {
-	w->quiet_ticks = 0;
-	set_tick(w, (uint64_t) w->cfg.poll_ms);
 	inv->ex = &w->ex;
 	inv->prev = NULL;
 	inv->next = w->active;
@@ -209,6 +207,7 @@ free_list(fx_inv *l)
 static void
 recorded(fx_worker *w, fx_inv *sent)
 {
+	bool		retried = false;
 	uint64_t	soonest = UINT64_MAX;
 
 	for (fx_inv *i = sent; i; i = i->next)
@@ -218,13 +217,14 @@ recorded(fx_worker *w, fx_inv *sent)
 			uint64_t	ms = i->lost ? 0 : doublings < 32 ?
 				(uint64_t) w->cfg.backoff_ms << doublings : UINT64_MAX;
 
+			retried = true;
 			if (ms < soonest)
 				soonest = ms;
 		}
-	if (soonest != UINT64_MAX)
+	if (retried)
 	{
 		w->rescan_wanted = true;
-		due_in(w, (double) (soonest < 3600000 ? soonest : 3600000));
+		due_in(w, (double) soonest);	/* a long one: a later tick tells */
 	}
 	free_list(sent);
 }
@@ -413,7 +413,11 @@ cycled_cb(fx_db *db, PGresult *res, void *arg)
 	else if (asked > 0 && took > 0)
 		w->claim_ns = w->claim_ns ? (7 * w->claim_ns + took) / 8 : took;
 	if (n > 0)
+	{
 		advance_cursor(w, res, n, from_start && n == asked);
+		w->quiet_ticks = 0;		/* busy: tick at --poll-ms */
+		set_tick(w, (uint64_t) w->cfg.poll_ms);
+	}
 	for (int i = 0; i < n; i++)
 		fx_start_claimed(w, link_active(w, fx_inv_from_row(res, i)));
 	if (asked > 0 && n < asked)
