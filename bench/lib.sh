@@ -199,10 +199,55 @@ machine_jiffies() {
 	awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat
 }
 
+# cpu_groups PID...: "PG WORKERS BELOW", the CPU milliseconds used so far by
+# the PostgreSQL server's processes, by the processes PID... themselves, and
+# by their descendants (fx's sandboxes), each with what it has reaped.  Live
+# processes are read in nanoseconds (schedstat, every thread), since /proc's
+# clock ticks round a sandbox's few milliseconds down to nothing.
+cpu_groups() {
+	local pm cls
+	pm=$(head -1 "$PGDATA_DIR/postmaster.pid" 2>/dev/null || echo 0)
+	cls=$(ps -eo pid=,ppid= | awk -v pm="$pm" -v ws=" $* " '
+		{ parent[$1] = $2; pid[NR] = $1 }
+		END {
+			for (i = 1; i <= NR; i++) {
+				p = pid[i]; c = ""; n = 0
+				if (index(ws, " " p " ")) c = "w"
+				for (q = p; c == "" && q > 1 && n++ < 100; q = parent[q]) {
+					if (q == pm) c = "pg"
+					else if (q != p && index(ws, " " q " ")) c = "k"
+				}
+				if (c != "") print c, p
+			}
+		}')
+	{
+		echo "$cls"
+		echo --
+		# shellcheck disable=SC2046	# the globs are meant to expand
+		[ -z "$cls" ] || grep -H . $(awk '{ printf "/proc/%s/stat /proc/%s/task/*/schedstat\n", $2, $2 }' \
+			<<<"$cls") 2>/dev/null
+	} | awk -v hz="$(getconf CLK_TCK)" '
+		!files { if ($0 == "--") files = 1; else cls[$2] = $1; next }
+		{
+			f = substr($0, 1, index($0, ":") - 1); rest = substr($0, length(f) + 2)
+			n = split(f, part, "/"); c = cls[part[3]]
+			if (part[n] == "schedstat") { split(rest, v, " "); ms[c] += v[1] / 1e6; next }
+			sub(/^.*\) /, "", rest); split(rest, v, " ")
+			ms[c == "w" ? "k" : c] += (v[14] + v[15]) * 1000 / hz	# reaped children
+		}
+		END { printf "%.1f %.1f %.1f\n", ms["pg"], ms["w"], ms["k"] }'
+}
+
+# cpu_mark [PID...] before a measured run, cpu_other after it: OTHER (see
+# above), and CPU_SPLIT, the CPU milliseconds that PostgreSQL, the workers
+# PID... and their descendants used in between, as "PG WORKERS BELOW".
 cpu_mark() {
 	MARK_OURS=$(our_jiffies)
 	MARK_BUSY=$(machine_jiffies)
 	MARK_NS=$(date +%s%N)
+	MARK_PIDS="$*"
+	# shellcheck disable=SC2086	# a list of pids
+	MARK_GROUPS=$(cpu_groups $MARK_PIDS)
 }
 
 cpu_other() {
@@ -215,6 +260,9 @@ cpu_other() {
 		-v hz="$(getconf CLK_TCK)" -v n="$(nproc)" 'BEGIN {
 		cap = ns / 1e9 * hz * n; x = cap > 0 ? 100 * (b - o) / cap : 0;
 		printf "%.0f", (x < 0 ? 0 : x) }')
+	# shellcheck disable=SC2086,SC2034	# a list of pids; read by run.sh
+	CPU_SPLIT=$(printf '%s %s\n' "$MARK_GROUPS" "$(cpu_groups $MARK_PIDS)" |
+		awk '{ printf "%.1f %.1f %.1f", $4 - $1, $5 - $2, $6 - $3 }')
 }
 
 # --- memory ----------------------------------------------------------------

@@ -282,19 +282,29 @@ FX_LEFT() {
 # fx_throughput SCENARIO W C [hold] [rows]: one measured run; sets
 # LAST_PER_S.  rows: enqueued with fx_invoke per row, not fx_invoke_all.
 fx_throughput() {
-	local s=$1 w=$2 c=$3 hold=${4:-} rows=${5:-} warm start db ok enq=FX_ENQ cfg="--concurrency $3"
+	local s=$1 w=$2 c=$3 hold=${4:-} rows=${5:-} warm start db ok i started enq=FX_ENQ cfg="--concurrency $3"
 	[ -n "$rows" ] && enq=FX_ENQ_ROWS cfg="--concurrency $3, fx_invoke per row"
 	fx_reset
 	fx_start "$w" "$c"
-	warm=$((w * c * 2 > 200 ? w * c * 2 : 200))
-	drain fx "$warm" "$(FX_ENQ "$warm")" "SELECT count(*) FROM fx.invocation WHERE status = 'succeeded'" "fx warm-up"
+	# The run is through warm sandboxes, every worker's: warm-up rounds of
+	# ten times all the slots, so that every worker has all of its slots
+	# busy at once, until a round starts no new sandbox (a round of twice
+	# the slots left a quarter of four workers' sandboxes to start in the
+	# measured run).
+	warm=$((w * c * 10 > 200 ? w * c * 10 : 200))
+	for ((i = 1; i <= 5; i++)); do
+		start=$(q fx "SELECT coalesce(max(id), 0) FROM fx.invocation")
+		drain fx "$warm" "$(FX_ENQ "$warm")" \
+			"SELECT count(*) FROM fx.invocation WHERE id > $start AND status = 'succeeded'" "fx warm-up"
+		[ "$(q fx "SELECT count(*) FROM fx.invocation WHERE id > $start AND start_kind <> 'warm'")" = 0 ] && break
+	done
 	start=$(q fx "SELECT coalesce(max(id), 0) FROM fx.invocation")
 	cmd_note "node bench/peers/drain.js --db fx --target N --enqueue \"$($enq N)\" --count \"$(FX_LEFT N START)\""
 	checkpoint
 	[ -n "$hold" ] && hold_start fx
 	wait_quiet
 	snap fx
-	cpu_mark
+	cpu_mark "${FX_WPIDS[@]}"
 	drain fx "$N" "$($enq "$N")" "$(FX_LEFT "$N" "$start")" "fx ($w x $cfg)"
 	cpu_other
 	unsnap "$N"
@@ -303,11 +313,13 @@ fx_throughput() {
 	unsnap_commits fx "$N"
 	ok=$(q fx "SELECT count(*) FROM fx.invocation WHERE id > $start AND status = 'succeeded'")
 	[ "$ok" = "$N" ] || die "fx: $ok of $N invocations succeeded"
+	started=$(q fx "SELECT count(*) FROM fx.invocation WHERE id > $start AND start_kind <> 'warm'")
 	db=$(q fx "SELECT round(($N / extract(epoch FROM max(finished_at) - min(created_at)))::numeric, 1)
 		FROM fx.invocation WHERE id > $start")
 	LAST_PER_S=$(json_get "$DRAIN_JSON" per_s)
 	emit s="$s" sys=fx cfg="$cfg" rows="${rows:+1}" workers="$w" round="${ROUND:-1}" r="$DRAIN_JSON" \
-		db_per_s="$db" commits_per_job="$PER_JOB_COMMITS" wal_per_job="$PER_JOB_WAL" busy="$BUSY" other="$OTHER"
+		db_per_s="$db" commits_per_job="$PER_JOB_COMMITS" wal_per_job="$PER_JOB_WAL" busy="$BUSY" other="$OTHER" \
+		cpu_ms="[${CPU_SPLIT// /,}]" started="$started"
 	log "  fx, $w worker(s) x $cfg: $(fmt_int "$LAST_PER_S")/s (database timestamps: $(fmt_int "$db")/s)$(other_note)"
 }
 
@@ -365,7 +377,7 @@ gw_throughput() {	# SCENARIO W [hold]
 	[ -n "$hold" ] && hold_start graphile
 	wait_quiet
 	snap graphile
-	cpu_mark
+	cpu_mark "${PEER_PIDS[@]}"
 	drain graphile "$N" "$(GW_ENQ "$N")" "SELECT $N - count(*) FROM graphile_worker._private_jobs" \
 		"graphile-worker ($w worker(s))"
 	cpu_other
@@ -376,7 +388,7 @@ gw_throughput() {	# SCENARIO W [hold]
 	LAST_PER_S=$(json_get "$DRAIN_JSON" per_s)
 	emit s="$s" sys=graphile cfg="concurrency 10, localQueue 50, completeJobBatchDelay 0" workers="$w" \
 		round="${ROUND:-1}" r="$DRAIN_JSON" commits_per_job="$PER_JOB_COMMITS" wal_per_job="$PER_JOB_WAL" \
-		busy="$BUSY" other="$OTHER"
+		busy="$BUSY" other="$OTHER" cpu_ms="[${CPU_SPLIT// /,}]"
 	log "  graphile-worker, $w worker(s): $(fmt_int "$LAST_PER_S")/s$(other_note)"
 }
 
@@ -436,7 +448,7 @@ dbos_throughput() {	# SCENARIO W VARIANT [hold]
 	[ -n "$hold" ] && hold_start dbos
 	wait_quiet
 	snap dbos
-	cpu_mark
+	cpu_mark "${PEER_PIDS[@]}"
 	drain dbos "$N" "$(DBOS_ENQ "$N")" \
 		"SELECT count(*) FROM dbos.workflow_status WHERE status = 'SUCCESS' AND created_at > $mark" \
 		"DBOS ($w process(es), $v)"
@@ -450,7 +462,7 @@ dbos_throughput() {	# SCENARIO W VARIANT [hold]
 	LAST_PER_S=$(json_get "$DRAIN_JSON" per_s)
 	emit s="$s" sys=dbos cfg="$(dbos_describe "$v")" variant="$v" workers="$w" round="${ROUND:-1}" \
 		r="$DRAIN_JSON" db_per_s="$db" commits_per_job="$PER_JOB_COMMITS" wal_per_job="$PER_JOB_WAL" \
-		busy="$BUSY" other="$OTHER"
+		busy="$BUSY" other="$OTHER" cpu_ms="[${CPU_SPLIT// /,}]"
 	log "  DBOS, $w process(es), $v: $(fmt_int "$LAST_PER_S")/s$(other_note)"
 }
 

@@ -3,11 +3,12 @@
 // The database is $FX_DB_NAME (default "fx").
 //
 //   node fxclient.js call --n N [--fn noop]
-//       round trip of SELECT fx_call(fn, '{}') against a warm function
+//       round trip of SELECT fx_call(fn, '{"t":true}') against a warm function
 //   node fxclient.js invoke --n N [--fn noop]
 //       SELECT fx_invoke(fn, '{"t":true}') sent -> the function's handler
-//       starts (the no-op returns its own clock reading); also the claim delay
-//       recorded by the database (started_at - created_at)
+//       starts (the no-op returns its own clock reading)
+//   Both also split each sample at the times the database recorded and the
+//   handler's start (see segments), so the output says where it went.
 //   node fxclient.js cold --fns a,b,c
 //       round trip of the first fx_call of each (newly deployed) function,
 //       with the start kind the worker recorded
@@ -22,44 +23,87 @@ const { nowUs, gap, progress, connect, summary, args, runMain } = require('./com
 const DB = process.env.FX_DB_NAME || 'fx';
 const WARMUP = 5;
 
+// Where the time of one sample went, in microseconds, from the client's
+// clock (sent, and received for a call), the invocation's row (created_at:
+// the enqueue transaction began; started_at: the claim transaction began;
+// finished_at: fx.finish stored the outcome, before its commit) and the
+// handler's own clock reading.  All are this machine's wall clock.
+const SEGMENTS = [
+  ['sent', 'created', 'client sent -> enqueue transaction began'],
+  ['created', 'started', 'enqueue began -> claim transaction began (commit, NOTIFY, worker wakes)'],
+  ['started', 'handler', 'claim began -> handler starts (claim, reply, hand-over to the sandbox)'],
+  ['handler', 'finished', 'handler starts -> outcome stored (run, reply, fx.finish sent)'],
+  ['finished', 'received', 'outcome stored -> client has the result (commit, NOTIFY, reply)'],
+];
+
+async function segments(client, fn, marks) {
+  const { rows } = await client.query(
+    `SELECT (args->>'i')::int AS i, extract(epoch FROM created_at) * 1e6 AS created,
+            extract(epoch FROM started_at) * 1e6 AS started,
+            extract(epoch FROM finished_at) * 1e6 AS finished, start_kind
+       FROM fx.invocation WHERE fn = $1 AND (args->>'run') = $2`, [fn, RUN]);
+  const out = {};
+  for (const row of rows) Object.assign(marks[row.i] || {}, {
+    created: Number(row.created), started: Number(row.started), finished: Number(row.finished),
+  });
+  for (const [from, to, what] of SEGMENTS) {
+    const v = marks.filter((m) => m && m[from] !== undefined && m[to] !== undefined)
+      .map((m) => m[to] - m[from]);
+    if (v.length) out[`${from}-${to}`] = Object.assign(summary(v), { what });
+  }
+  return { out, kinds: kinds(rows.filter((row) => marks[row.i])) };
+}
+
+// Marks each run's invocations apart from earlier runs' in the same table.
+const RUN = String(process.pid) + '-' + String(Date.now());
+
 async function call(client, a) {
   const fn = a.fn || 'noop';
   const samples = [];
+  const marks = [];
   const tick = progress('fx_call latency');
   for (let i = 0; i < a.n + WARMUP; i++) {
     tick(i, a.n + WARMUP);
     const t0 = nowUs();
-    await client.query("SELECT fx_call($1, '{}')", [fn]);
-    if (i >= WARMUP) samples.push(nowUs() - t0);
+    const { rows } = await client.query('SELECT fx_call($1, $2) AS r',
+      [fn, JSON.stringify({ t: true, i, run: RUN })]);
+    const t1 = nowUs();
+    if (i >= WARMUP) {
+      samples.push(t1 - t0);
+      marks[i] = { sent: t0, handler: rows[0].r.t, received: t1 };
+    }
     await gap(a['gap-ms']);
   }
-  return summary(samples);
+  const out = summary(samples);
+  const seg = await segments(client, fn, marks);
+  out.segments = seg.out;
+  out.start_kinds = seg.kinds;
+  return out;
 }
 
 async function invoke(client, a) {
   const fn = a.fn || 'noop';
   const samples = [];
-  const ids = [];
+  const marks = [];
   const tick = progress('fx_invoke latency');
   for (let i = 0; i < a.n + WARMUP; i++) {
     tick(i, a.n + WARMUP);
     const t0 = nowUs();
-    const { rows } = await client.query(`SELECT fx_invoke($1, '{"t":true}') AS id`, [fn]);
+    const { rows } = await client.query('SELECT fx_invoke($1, $2) AS id',
+      [fn, JSON.stringify({ t: true, i, run: RUN })]);
     const id = rows[0].id;
     const r = await client.query("SELECT fx_result($1, '30s') AS r", [id]);
     if (!r.rows[0].r) throw new Error(`invocation ${id} did not finish in 30 s`);
     if (i >= WARMUP) {
       samples.push(r.rows[0].r.t - t0);
-      ids.push(id);
+      marks[i] = { sent: t0, handler: r.rows[0].r.t };
     }
     await gap(a['gap-ms']);
   }
-  const claim = await client.query(
-    `SELECT extract(epoch FROM started_at - created_at) * 1e6 AS us, start_kind
-       FROM fx.invocation WHERE id = ANY($1::bigint[])`, [ids]);
   const out = summary(samples);
-  out.claim = summary(claim.rows.map((row) => Number(row.us)));
-  out.start_kinds = kinds(claim.rows);
+  const seg = await segments(client, fn, marks);
+  out.segments = seg.out;
+  out.start_kinds = seg.kinds;
   return out;
 }
 

@@ -123,6 +123,15 @@ function otherCell(r) {
   return r.other === undefined ? '' : `${r.other}${r.other >= OTHER_MAX ? ' (not used)' : ''}`;
 }
 
+// CPU microseconds per job: PostgreSQL + the worker processes + what runs
+// under them (fx's sandboxes), from the run's cpu_ms and its job count.
+function cpuCell(r, n) {
+  if (!Array.isArray(r.cpu_ms) || !n) return '';
+  const us = (ms) => Math.round((ms * 1000) / n);
+  const [pg, w, k] = r.cpu_ms;
+  return `${us(pg)} + ${us(w)}${r.sys === 'fx' ? ` + ${us(k)}` : ''} = ${us(pg + w + k)}`;
+}
+
 function render(m, rs, commands) {
   const L = [];
   const by = (s, sys) => rs.filter((r) => r.s === s && (!sys || r.sys === sys));
@@ -218,7 +227,8 @@ function render(m, rs, commands) {
       'array_fill(\'{}\'::jsonb, ARRAY[N])))`, one INSERT, and also, on the row "fx_invoke per row", ' +
       '`SELECT count(fx_invoke(\'noop\', \'{}\')) FROM generate_series(1, N)`; graphile-worker: one ' +
       '`add_jobs(array(...))`; DBOS: `dbos.enqueue_workflow(...)` ' +
-      'over `generate_series`), after a warm-up of a few hundred; the client then polls every 50 ms until all ' +
+      'over `generate_series`), after a warm-up (the peers: 200 jobs; fx: rounds of ten times its slots ' +
+      'until one starts no new sandbox, so that every worker\'s sandboxes are warm); the client then polls every 50 ms until all ' +
       'have succeeded. **jobs/s = N / (enqueue statement sent → the poll that saw all done)**. "database" is ' +
       'N / (last finished − first created) from the rows themselves (fx, DBOS; graphile-worker deletes its ' +
       'jobs). Commits and WAL are per job, from `pg_stat_database` and the WAL position, warm-up excluded; ' +
@@ -227,7 +237,7 @@ function render(m, rs, commands) {
     L.push('');
     const rows = [];
     const line = (r, name, ratioCell) => [name, r.cfg, `**${int(r.r.per_s)}**`, int(r.db_per_s),
-      num(r.r.enqueue_ms / 1000), num(r.commits_per_job, 3), int(r.wal_per_job), ratioCell];
+      num(r.r.enqueue_ms / 1000), num(r.commits_per_job, 3), int(r.wal_per_job), cpuCell(r, N), ratioCell];
     if (fxBest) rows.push(line(fxBest, 'fx', ''));
     if (fxRowsBest) rows.push(line(fxRowsBest, 'fx', ''));
     for (const sys of ['graphile', 'dbos']) {
@@ -236,12 +246,17 @@ function render(m, rs, commands) {
     }
     if (fxBest && ceilBatch) {
       rows.push(['PostgreSQL ceiling, batched', `pgbench, claim/complete ${'100'} per statement, best client count`,
-        int(ceilBatch), '', '', '', '', ratio(fxBest.r.per_s, ceilBatch)]);
+        int(ceilBatch), '', '', '', '', '', ratio(fxBest.r.per_s, ceilBatch)]);
       rows.push(['PostgreSQL ceiling, single-row', 'pgbench, best of the single-row scripts and client counts',
-        int(ceilSingle), '', '', '', '', ratio(fxBest.r.per_s, ceilSingle)]);
+        int(ceilSingle), '', '', '', '', '', ratio(fxBest.r.per_s, ceilSingle)]);
     }
     L.push(table(['system', 'configuration', 'jobs/s', 'database jobs/s', 'enqueue s', 'commits/job',
-      'WAL bytes/job', 'fx/peer'], rows));
+      'WAL bytes/job', 'CPU µs/job', 'fx/peer'], rows));
+    L.push('');
+    L.push('**CPU µs/job**: where the CPU time of the run went, per job: PostgreSQL\'s processes + the worker ' +
+      'process(es) + (fx) the sandboxes under them, read from `/proc` (user and system time, with what each ' +
+      'reaped) before and after the run; the kernel\'s own threads are not in it. On two CPUs, 1,000,000 / ' +
+      'this sum × 2 bounds the jobs/s that the same work could reach with both CPUs busy.');
     L.push('');
     if (fxBest && ceilBatch)
       L.push(`fx's best is **${(100 * fxBest.r.per_s / ceilBatch).toFixed(0)}%** of what this PostgreSQL does ` +
@@ -252,9 +267,10 @@ function render(m, rs, commands) {
       `${dbosV ? `, and DBOS's best variant, ${dbosV}` : ''}):`);
     L.push('');
     L.push(table(['system', 'configuration', 'round', 'jobs/s', 'database jobs/s', 'enqueue s', 'drain after commit s',
-      'commits/job', 'WAL bytes/job', 'CPU busy before %', 'other load %'],
+      'commits/job', 'WAL bytes/job', 'CPU µs/job', 'sandboxes started', 'CPU busy before %', 'other load %'],
     tp.map((r) => [NAMES[r.sys], r.cfg, r.round, int(r.r.per_s), int(r.db_per_s), num(r.r.enqueue_ms / 1000),
-      num(r.r.drain_ms / 1000), num(r.commits_per_job, 3), int(r.wal_per_job), r.busy, otherCell(r)])));
+      num(r.r.drain_ms / 1000), num(r.commits_per_job, 3), int(r.wal_per_job), cpuCell(r, N),
+      r.started === undefined ? '' : r.started, r.busy, otherCell(r)])));
     L.push('');
   }
 
@@ -267,7 +283,7 @@ function render(m, rs, commands) {
       'on the Unix socket. **enqueue → start**: from just before the enqueue statement is sent (autocommit, so ' +
       'the commit is included) to the handler\'s first instruction, both read from this machine\'s wall clock ' +
       '(fx: the no-op returns `clock_gettime(CLOCK_REALTIME)` from inside its sandbox; the peers\' handlers run ' +
-      'in the client\'s process). **fx_call round trip**: `SELECT fx_call(\'noop\', \'{}\')` sent → result ' +
+      'in the client\'s process). **fx_call round trip**: `SELECT fx_call(\'noop\', \'{"t":true,...}\')` sent → result ' +
       'received, for a warm session function. Milliseconds; ratio **peer/fx**.');
     L.push('');
     const fxStart = lat.find((r) => r.sys === 'fx' && r.what === 'start');
@@ -275,12 +291,8 @@ function render(m, rs, commands) {
     const rows = [];
     if (fxCall)
       rows.push(['`fx_call` round trip (warm)', 'fx', num(fxCall.r.p50), num(fxCall.r.p99), num(fxCall.r.mean), fxCall.r.n, '', '', otherCell(fxCall)]);
-    if (fxStart) {
+    if (fxStart)
       rows.push(['enqueue → start: `fx_invoke`', 'fx', num(fxStart.r.p50), num(fxStart.r.p99), num(fxStart.r.mean), fxStart.r.n, '', '', otherCell(fxStart)]);
-      if (fxStart.r.claim)
-        rows.push(['　(of which: enqueue transaction start → claimed, database clock)', 'fx', num(fxStart.r.claim.p50),
-          num(fxStart.r.claim.p99), num(fxStart.r.claim.mean), fxStart.r.claim.n, '', '', '']);
-    }
     for (const r of lat.filter((x) => x.sys !== 'fx')) {
       const what = r.sys === 'graphile' ? 'enqueue → start: SQL `graphile_worker.add_job`' :
         `enqueue → start: SQL \`dbos.enqueue_workflow\` (${r.variant})`;
@@ -289,6 +301,31 @@ function render(m, rs, commands) {
     }
     L.push(table(['measure', 'system', 'p50 ms', 'p99 ms', 'mean ms', 'n', 'peer/fx p50', 'peer/fx p99', 'other load %'], rows));
     L.push('');
+    const segs = [fxCall, fxStart].filter((r) => r && r.r.segments);
+    if (segs.length) {
+      L.push('Where fx\'s time goes: each sample cut at the times the invocation\'s row records (`created_at`, ' +
+        'the enqueue transaction\'s start; `started_at`, the claim transaction\'s start; `finished_at`, when ' +
+        '`fx.finish` stored the outcome, before its commit) and the handler\'s own clock reading, all this ' +
+        'machine\'s wall clock. Means add up to the mean above; p50s need not. Milliseconds.');
+      L.push('');
+      const names = Object.keys(segs[0].r.segments);
+      const srows = [];
+      for (const k of names) {
+        const row = [segs[0].r.segments[k].what];
+        for (const r of segs) {
+          const v = r.r.segments[k];
+          row.push(v ? num(v.p50) : '-', v ? num(v.mean) : '-');
+        }
+        srows.push(row);
+      }
+      const head = ['segment'];
+      for (const r of segs) {
+        const w = r === fxCall ? '`fx_call`' : '`fx_invoke` → start';
+        head.push(`${w} p50`, `${w} mean`);
+      }
+      L.push(table(head, srows));
+      L.push('');
+    }
   }
 
   // 3. cold start
@@ -370,9 +407,11 @@ function render(m, rs, commands) {
       const g = best(sc, (r) => r.sys === 'graphile' && r.workers === w);
       const d = best(sc, (r) => r.sys === 'dbos' && r.workers === w);
       return [w, f ? int(f.r.per_s) : '-', g ? int(g.r.per_s) : '-', f && g ? ratio(f.r.per_s, g.r.per_s) : '-',
-        d ? int(d.r.per_s) : '-', f && d ? ratio(f.r.per_s, d.r.per_s) : '-'];
+        d ? int(d.r.per_s) : '-', f && d ? ratio(f.r.per_s, d.r.per_s) : '-',
+        f ? cpuCell(f, N) : '-', g ? cpuCell(g, N) : '-'];
     });
-    L.push(table(['worker processes', 'fx jobs/s', 'graphile-worker jobs/s', 'fx/graphile-worker', 'DBOS jobs/s', 'fx/DBOS'], rows));
+    L.push(table(['worker processes', 'fx jobs/s', 'graphile-worker jobs/s', 'fx/graphile-worker', 'DBOS jobs/s', 'fx/DBOS',
+      'fx CPU µs/job', 'graphile-worker CPU µs/job'], rows));
     L.push('');
   }
 
@@ -402,9 +441,9 @@ function render(m, rs, commands) {
     L.push('Every run of scenarios 5 and 6:');
     L.push('');
     L.push(table(['scenario', 'system', 'workers', 'round', 'jobs/s', 'database jobs/s', 'commits/job', 'WAL bytes/job',
-      'CPU busy before %', 'other load %'],
+      'CPU µs/job', 'sandboxes started', 'CPU busy before %', 'other load %'],
     later.map((r) => [r.s, NAMES[r.sys], r.workers, r.round, int(r.r.per_s), int(r.db_per_s), num(r.commits_per_job, 3),
-      int(r.wal_per_job), r.busy, otherCell(r)])));
+      int(r.wal_per_job), cpuCell(r, N), r.started === undefined ? '' : r.started, r.busy, otherCell(r)])));
     L.push('');
   }
 
