@@ -18,6 +18,32 @@ static void pump(fx_db *db);
 static void lost(fx_db *db, const char *why);
 static void on_poll(uv_poll_t *h, int status, int events);
 
+/*
+ * Say why a connection could not be made.  A process holds several
+ * connections that all retry every few seconds while the server is away;
+ * the same reason is said once a minute, not by each at every retry.
+ */
+static void
+connect_failed(const char *reason)
+{
+	static char said[256];
+	static uint64_t said_at;
+	uint64_t	now = fx_mono_ns();
+	char	   *msg = fx_xstrdup(reason);
+
+	msg[strcspn(msg, "\n")] = '\0';
+	if (said_at != 0 && now - said_at < 60ull * 1000000000 &&
+		strncmp(msg, said, sizeof(said) - 1) == 0)
+		fx_debug("cannot connect to the database: %s", msg);
+	else
+	{
+		fx_warn("cannot connect to the database: %s", msg);
+		snprintf(said, sizeof(said), "%s", msg);
+		said_at = now;
+	}
+	free(msg);
+}
+
 void
 fx_db_init(fx_db *db, uv_loop_t *loop, const char *conninfo, const char *appname)
 {
@@ -148,11 +174,7 @@ fx_db_start(fx_db *db)
 	db->conn = PQconnectStartParams(keys, vals, 1);
 	if (db->conn == NULL || PQstatus(db->conn) == CONNECTION_BAD)
 	{
-		char	   *msg = fx_xstrdup(db->conn ? PQerrorMessage(db->conn) : "out of memory");
-
-		msg[strcspn(msg, "\n")] = '\0';
-		fx_warn("cannot connect to the database: %s", msg);
-		free(msg);
+		connect_failed(db->conn ? PQerrorMessage(db->conn) : "out of memory");
 		if (db->conn)
 			PQfinish(db->conn);
 		db->conn = NULL;
@@ -191,16 +213,11 @@ connecting(fx_db *db)
 			watch(db, UV_READABLE | UV_WRITABLE);
 			break;
 		case PGRES_POLLING_FAILED:
-			{
-				char	   *msg = fx_xstrdup(PQerrorMessage(db->conn));
-
-				msg[strcspn(msg, "\n")] = '\0';
-				fx_warn("cannot connect to the database: %s", msg);
-				free(msg);
-				PQfinish(db->conn);
-				db->conn = NULL;
-				lost(db, "connect failed");
-			}
+			connect_failed(PQerrorMessage(db->conn));
+			PQfinish(db->conn);
+			db->conn = NULL;
+			lost(db, "connect failed");
+			break;
 	}
 }
 
