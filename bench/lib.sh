@@ -242,12 +242,12 @@ cpu_groups() {
 # above), and CPU_SPLIT, the CPU milliseconds that PostgreSQL, the workers
 # PID... and their descendants used in between, as "PG WORKERS BELOW".
 cpu_mark() {
+	MARK_PIDS="$*"
+	# shellcheck disable=SC2086	# a list of pids
+	[ -z "$MARK_PIDS" ] || MARK_GROUPS=$(cpu_groups $MARK_PIDS)
 	MARK_OURS=$(our_jiffies)
 	MARK_BUSY=$(machine_jiffies)
 	MARK_NS=$(date +%s%N)
-	MARK_PIDS="$*"
-	# shellcheck disable=SC2086	# a list of pids
-	MARK_GROUPS=$(cpu_groups $MARK_PIDS)
 }
 
 cpu_other() {
@@ -260,6 +260,7 @@ cpu_other() {
 		-v hz="$(getconf CLK_TCK)" -v n="$(nproc)" 'BEGIN {
 		cap = ns / 1e9 * hz * n; x = cap > 0 ? 100 * (b - o) / cap : 0;
 		printf "%.0f", (x < 0 ? 0 : x) }')
+	[ -n "$MARK_PIDS" ] || return 0
 	# shellcheck disable=SC2086,SC2034	# a list of pids; read by run.sh
 	CPU_SPLIT=$(printf '%s %s\n' "$MARK_GROUPS" "$(cpu_groups $MARK_PIDS)" |
 		awk '{ printf "%.1f %.1f %.1f", $4 - $1, $5 - $2, $6 - $3 }')

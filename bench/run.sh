@@ -279,6 +279,11 @@ FX_LEFT() {
 		- (SELECT count(*) FROM fx.invocation WHERE id > $2 AND blocked)"
 }
 
+# fx_started ID: how many invocations after ID started a new sandbox.
+fx_started() {
+	q fx "SELECT count(*) FROM fx.invocation WHERE id > $1 AND start_kind <> 'warm'"
+}
+
 # fx_throughput SCENARIO W C [hold] [rows]: one measured run; sets
 # LAST_PER_S.  rows: enqueued with fx_invoke per row, not fx_invoke_all.
 fx_throughput() {
@@ -296,7 +301,7 @@ fx_throughput() {
 		start=$(q fx "SELECT coalesce(max(id), 0) FROM fx.invocation")
 		drain fx "$warm" "$(FX_ENQ "$warm")" \
 			"SELECT count(*) FROM fx.invocation WHERE id > $start AND status = 'succeeded'" "fx warm-up"
-		[ "$(q fx "SELECT count(*) FROM fx.invocation WHERE id > $start AND start_kind <> 'warm'")" = 0 ] && break
+		[ "$(fx_started "$start")" = 0 ] && break
 	done
 	start=$(q fx "SELECT coalesce(max(id), 0) FROM fx.invocation")
 	cmd_note "node bench/peers/drain.js --db fx --target N --enqueue \"$($enq N)\" --count \"$(FX_LEFT N START)\""
@@ -313,7 +318,7 @@ fx_throughput() {
 	unsnap_commits fx "$N"
 	ok=$(q fx "SELECT count(*) FROM fx.invocation WHERE id > $start AND status = 'succeeded'")
 	[ "$ok" = "$N" ] || die "fx: $ok of $N invocations succeeded"
-	started=$(q fx "SELECT count(*) FROM fx.invocation WHERE id > $start AND start_kind <> 'warm'")
+	started=$(fx_started "$start")
 	db=$(q fx "SELECT round(($N / extract(epoch FROM max(finished_at) - min(created_at)))::numeric, 1)
 		FROM fx.invocation WHERE id > $start")
 	LAST_PER_S=$(json_get "$DRAIN_JSON" per_s)

@@ -73,7 +73,7 @@ keep_plan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *types, int options)
 	return *slot;
 }
 
-/* Execute a saved plan with sequential scans off, for it and its plan. */
+/* Execute a saved plan with sequential scans off, also while it is (re)planned. */
 static int
 run_indexed(SPIPlanPtr plan, Datum *values, const char *nulls, bool read_only, long count)
 {

@@ -36,26 +36,30 @@ const SEGMENTS = [
   ['finished', 'received', 'outcome stored -> client has the result (commit, NOTIFY, reply)'],
 ];
 
-async function segments(client, fn, marks) {
+// Marks each run's invocations apart from earlier runs' in the same table.
+const RUN = String(process.pid) + '-' + String(Date.now());
+
+// The summary of samples, with where their time went (segments) and how
+// their invocations started.
+async function summarize(client, fn, samples, marks) {
+  const out = summary(samples);
   const { rows } = await client.query(
     `SELECT (args->>'i')::int AS i, extract(epoch FROM created_at) * 1e6 AS created,
             extract(epoch FROM started_at) * 1e6 AS started,
             extract(epoch FROM finished_at) * 1e6 AS finished, start_kind
        FROM fx.invocation WHERE fn = $1 AND (args->>'run') = $2`, [fn, RUN]);
-  const out = {};
   for (const row of rows) Object.assign(marks[row.i] || {}, {
     created: Number(row.created), started: Number(row.started), finished: Number(row.finished),
   });
+  out.segments = {};
   for (const [from, to, what] of SEGMENTS) {
     const v = marks.filter((m) => m && m[from] !== undefined && m[to] !== undefined)
       .map((m) => m[to] - m[from]);
-    if (v.length) out[`${from}-${to}`] = Object.assign(summary(v), { what });
+    if (v.length) out.segments[`${from}-${to}`] = Object.assign(summary(v), { what });
   }
-  return { out, kinds: kinds(rows.filter((row) => marks[row.i])) };
+  out.start_kinds = kinds(rows.filter((row) => marks[row.i]));
+  return out;
 }
-
-// Marks each run's invocations apart from earlier runs' in the same table.
-const RUN = String(process.pid) + '-' + String(Date.now());
 
 async function call(client, a) {
   const fn = a.fn || 'noop';
@@ -74,11 +78,7 @@ async function call(client, a) {
     }
     await gap(a['gap-ms']);
   }
-  const out = summary(samples);
-  const seg = await segments(client, fn, marks);
-  out.segments = seg.out;
-  out.start_kinds = seg.kinds;
-  return out;
+  return summarize(client, fn, samples, marks);
 }
 
 async function invoke(client, a) {
@@ -100,11 +100,7 @@ async function invoke(client, a) {
     }
     await gap(a['gap-ms']);
   }
-  const out = summary(samples);
-  const seg = await segments(client, fn, marks);
-  out.segments = seg.out;
-  out.start_kinds = seg.kinds;
-  return out;
+  return summarize(client, fn, samples, marks);
 }
 
 async function cold(client, a) {
